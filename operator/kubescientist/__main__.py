@@ -1,0 +1,3 @@
+from kubescientist.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Thin adapters around the engine: manifest loading, the local runner (and later the operator)."""

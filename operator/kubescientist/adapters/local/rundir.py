@@ -1,0 +1,41 @@
+"""The layout of a local run's folder, ``<workdir>/<run-name>/``."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    root: pathlib.Path
+    """``<workdir>/<run-name>``."""
+
+    @property
+    def manifest(self) -> pathlib.Path:
+        """The validated, defaulted manifest the run uses (resume reads it back)."""
+        return self.root / "run.yaml"
+
+    @property
+    def journal(self) -> pathlib.Path:
+        """Every node and decision; rewritten atomically after each change."""
+        return self.root / "journal.json"
+
+    @property
+    def state(self) -> pathlib.Path:
+        """The runner's own bookkeeping: wall time spent before a resume, template location."""
+        return self.root / "state.json"
+
+    @property
+    def summary(self) -> pathlib.Path:
+        """Best node per stage with seed statistics, counts, timings."""
+        return self.root / "summary.json"
+
+    @property
+    def tree_html(self) -> pathlib.Path:
+        """The self-contained visualisation of the search tree."""
+        return self.root / "tree.html"
+
+    def node(self, node_id: str) -> pathlib.Path:
+        """A node's folder: code, config, stdout, stderr, metrics, plots, result."""
+        return self.root / "nodes" / node_id

@@ -1,0 +1,269 @@
+"""The local runner: drives the engine on one machine, each node a sandboxed subprocess.
+
+Each node runs as ``python -m experiment_runtime run-node``, the same entrypoint a node's pod runs, so
+local mode exercises exactly the data-side code the cluster does. Slots refill the moment a node ends.
+The journal is rewritten atomically after every change, so Ctrl-C or a crash loses no finished node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Protocol
+
+import yaml
+
+from experiment_runtime.node import code_hash, load_result
+from experiment_runtime.template import TemplateError, load_template
+from kubescientist.adapters.local.files import read_json, write_json
+from kubescientist.adapters.local.rundir import RunDir
+from kubescientist.adapters.manifest import ManifestError, load_run, validate_object
+from kubescientist.core.engine import Engine
+from kubescientist.core.journal import Event, Journal, Node, Outcome
+from kubescientist.core.proposer import OfflineProposer
+from kubescientist.core.quantity import parse_quantity
+from kubescientist.core.searchspace import SearchSpace
+from kubescientist.core.spec import ResearchRun, run_spec_from_dict
+from kubescientist.core.summary import summarize
+
+EXECUTOR_GRACE_SECONDS = 30.0
+"""How long past a node's deadline the runner waits for its executor before declaring it lost."""
+
+
+class RunError(Exception):
+    """The run cannot start or go on; the message says why and what to do."""
+
+
+class Reporter(Protocol):
+    def started(self, run: ResearchRun, run_dir: RunDir, engine: Engine) -> None: ...
+    def node_started(self, node: Node, engine: Engine) -> None: ...
+    def node_finished(self, node: Node, engine: Engine) -> None: ...
+    def event(self, event: Event, engine: Engine) -> None: ...
+    def finished(self, summary: dict[str, Any], engine: Engine) -> None: ...
+
+
+@dataclasses.dataclass
+class _Running:
+    node: Node
+    """The node being executed."""
+    process: subprocess.Popen[bytes]
+    """Its executor process (``run-node``), leader of its own process group."""
+    started: float
+    """Monotonic start time."""
+
+
+class LocalRunner:
+    def __init__(self, manifest: pathlib.Path, workdir: pathlib.Path, reporter: Reporter, *,
+                 resume: bool = False) -> None:
+        self.reporter = reporter
+        run, valid = load_run(manifest)
+        self.run_dir = RunDir(workdir.resolve() / run.name)
+        if resume:
+            if not self.run_dir.journal.exists():
+                raise RunError(f"{self.run_dir.root}: nothing to resume (no journal.json); run without --resume")
+            # The run goes on with the spec it started with; a later edit of the manifest does not apply.
+            valid = validate_object("ResearchRun", yaml.safe_load(self.run_dir.manifest.read_text()))
+            run = ResearchRun(run.name, run.namespace, run_spec_from_dict(valid["spec"]))
+            state = read_json(self.run_dir.state)
+            self.template_root = pathlib.Path(state["template"])
+            self.elapsed_before = float(state.get("elapsedSeconds", 0.0))
+            journal = Journal.from_dict(read_json(self.run_dir.journal))
+        else:
+            if self.run_dir.root.exists() and any(self.run_dir.root.iterdir()):
+                raise RunError(f"{self.run_dir.root} already holds a run: pass --resume to continue it, or "
+                               "choose another --workdir")
+            self.template_root = self._resolve_template(run, manifest)
+            self.elapsed_before = 0.0
+            journal = Journal()
+        self.run = run
+        self.spec = run.spec
+        try:
+            template = load_template(self.template_root)
+        except TemplateError as exc:
+            raise RunError(f"spec.template.path: {exc}") from None
+        self.space = SearchSpace.from_mapping(template.search_space_mapping())
+        self.proposer = OfflineProposer(self.space, run.spec.seed)
+        self.engine = Engine(run.spec, journal)
+        self._events_seen = len(journal.events)
+        if not resume:
+            self.run_dir.root.mkdir(parents=True, exist_ok=True)
+            self.run_dir.manifest.write_text(yaml.safe_dump(valid, sort_keys=False))
+        self._done: queue.Queue[_Running] = queue.Queue()
+        self._running: dict[str, _Running] = {}
+        self._clock_start = time.monotonic()
+
+    @staticmethod
+    def _resolve_template(run: ResearchRun, manifest: pathlib.Path) -> pathlib.Path:
+        ref = run.spec.template
+        if ref is None:
+            raise RunError(f"{manifest}: spec.template: absent, so the run is template-free and needs an LLM to "
+                           "write code; set spec.template.path to run offline")
+        if ref.path is None:
+            raise RunError(f"{manifest}: spec.template: only a local path works in local mode "
+                           "(configMapRef and s3 are for in-cluster runs)")
+        root = (manifest.parent / ref.path).resolve()
+        if not root.is_dir():
+            raise RunError(f"{manifest}: spec.template.path: {root} is not a folder")
+        return root
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self._clock_start
+
+    def execute(self) -> dict[str, Any]:
+        """Run the search to its end; returns the summary. Ctrl-C stops cleanly and keeps everything."""
+        self.reporter.started(self.run, self.run_dir, self.engine)
+        self._save()
+        try:
+            while not self.engine.done:
+                self._fill_slots()
+                if not self._running:
+                    if self.engine.done:
+                        break
+                    raise RunError("the engine has nothing to run and is not done (suspended?)")
+                finished = self._done.get()
+                self._finish(finished)
+        except BaseException:
+            self._stop_all()
+            self._save()
+            raise
+        summary = self._summary()
+        self.reporter.finished(summary, self.engine)
+        return summary
+
+    def _fill_slots(self) -> None:
+        while len(self._running) < self.spec.search.parallelism:
+            node = self.engine.next_pending()
+            if node is None:
+                plan = self.engine.plan(self.elapsed())
+                if plan is None:
+                    self._report_events()
+                    return
+                proposal = None if plan.config is not None else self.proposer.propose(plan, self.engine.journal)
+                node = self.engine.commit(plan, proposal)
+                self._report_events()
+                if node is None:
+                    continue
+            self._start(node)
+
+    def _start(self, node: Node) -> None:
+        node_dir = self.run_dir.node(node.id)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        config = {"seed": node.config.seed, "params": node.config.params, "variant": node.config.variant,
+                  "ablation": node.config.ablation}
+        config_path = node_dir / "config.json"
+        write_json(config_path, config)
+        node.code_hash = code_hash(self.template_root, config)
+        self.engine.start(node.id)
+        resources = self.spec.resources
+        command = [sys.executable, "-m", "experiment_runtime", "run-node", "--code", str(self.template_root),
+                   "--node-dir", str(node_dir), "--config", str(config_path),
+                   "--deadline", str(resources.deadline_seconds),
+                   "--memory", str(int(parse_quantity(resources.memory)))]
+        with open(node_dir / "executor.log", "wb") as log:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        entry = _Running(node, process, time.monotonic())
+        self._running[node.id] = entry
+        threading.Thread(target=self._wait, args=(entry,), daemon=True, name=f"wait-{node.id}").start()
+        self._save()
+        self.reporter.node_started(node, self.engine)
+
+    def _wait(self, entry: _Running) -> None:
+        try:
+            entry.process.wait(timeout=self.spec.resources.deadline_seconds + EXECUTOR_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(entry.process.pid, signal.SIGKILL)
+            entry.process.wait()
+        self._done.put(entry)
+
+    def _finish(self, entry: _Running) -> None:
+        del self._running[entry.node.id]
+        node_dir = self.run_dir.node(entry.node.id)
+        outcome = self._outcome(entry, node_dir)
+        node = self.engine.complete(entry.node.id, outcome)
+        self._save()
+        self.reporter.node_finished(node, self.engine)
+        self._report_events()
+
+    def _outcome(self, entry: _Running, node_dir: pathlib.Path) -> Outcome:
+        try:
+            result = load_result(node_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            log = (node_dir / "executor.log").read_text(errors="replace")[-2000:]
+            return Outcome(buggy=False, infrastructure=True,
+                           reason=f"executor exited {entry.process.returncode} without a result ({exc}): {log}")
+        return Outcome(
+            buggy=result.buggy, reason=result.buggy_reason,
+            metrics=result.metrics if not result.buggy else {},
+            duration_seconds=result.duration_seconds,
+            details={"status": result.status, "exitCode": result.exit_code,
+                     "overheadSeconds": result.overhead_seconds,
+                     "wallSeconds": round(time.monotonic() - entry.started, 3),
+                     "stdoutBytes": result.stdout_bytes, "stderrBytes": result.stderr_bytes,
+                     "plots": list(result.plots)},
+        )
+
+    def _stop_all(self) -> None:
+        """Stop every executor; each kills its program's process group on SIGTERM."""
+        for entry in self._running.values():
+            try:
+                os.killpg(entry.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for entry in self._running.values():
+            try:
+                entry.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(entry.process.pid, signal.SIGKILL)
+
+    def _report_events(self) -> None:
+        for event in self.engine.journal.events[self._events_seen:]:
+            self.reporter.event(event, self.engine)
+        self._events_seen = len(self.engine.journal.events)
+
+    def _save(self) -> None:
+        write_json(self.run_dir.journal, self.engine.journal.to_dict())
+        write_json(self.run_dir.state, {"template": str(self.template_root), "elapsedSeconds": self.elapsed()})
+
+    def _summary(self) -> dict[str, Any]:
+        summary = summarize(self.spec, self.engine.journal)
+        nodes = self.engine.journal.nodes.values()
+        summary = {
+            "run": self.run.name,
+            "runDir": str(self.run_dir.root),
+            "template": str(self.template_root),
+            **summary,
+            "timings": {
+                "wallSeconds": round(self.elapsed(), 3),
+                "nodeSeconds": round(sum((n.outcome.duration_seconds or 0.0) for n in nodes if n.outcome), 3),
+                "executorOverheadSeconds": round(sum(n.outcome.details.get("overheadSeconds") or 0.0
+                                                     for n in nodes if n.outcome), 3),
+            },
+        }
+        write_json(self.run_dir.summary, summary)
+        return summary
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One line on the best result, for the end of a run."""
+    best = summary.get("best")
+    if not best:
+        return f"no working node: {summary.get('message')}"
+    seeds = best.get("seeds")
+    metric = summary["objective"]["metric"]
+    if seeds and seeds["n"] > 1:
+        return (f"best node {best['node']} (stage {best['stage']}): {metric} = {seeds['mean']:.4g} "
+                f"± {seeds['stderr']:.2g} (mean ± s.e. over {seeds['n']} seeds)")
+    return f"best node {best['node']} (stage {best['stage']}): {metric} = {best['metric']:.4g}"
+
+
+__all__ = ["LocalRunner", "RunError", "ManifestError", "Reporter", "describe"]

@@ -1,0 +1,221 @@
+"""The typed model of a ResearchRun's spec, shared by the local runner and the operator.
+
+Instances are built from a manifest dict that has already been validated against the CRD schema and
+had its defaults applied (see ``kubescientist.adapters.manifest``), so construction here trusts shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, Mapping
+
+StageName = Literal["initial", "tuning", "research", "ablation"]
+STAGE_NAMES: tuple[StageName, ...] = ("initial", "tuning", "research", "ablation")
+Direction = Literal["maximize", "minimize"]
+Action = Literal["draft", "debug", "improve", "tune", "variant", "ablate", "seed"]
+
+
+@dataclasses.dataclass(frozen=True)
+class InlineIdea:
+    title: str
+    """A short title of the research idea."""
+    hypothesis: str = ""
+    """The claim the run sets out to test."""
+    description: str = ""
+    """Free text (markdown): motivation, the planned experiments, risks."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IdeaRef:
+    inline: InlineIdea | None = None
+    """The idea written in the manifest itself."""
+    ideas_file: tuple[str, str] | None = None
+    """``(path, name)``: an entry of an ideas JSON file written by ``kubescientist ideas``."""
+    config_map: tuple[str, str] | None = None
+    """``(name, key)``: a ConfigMap holding the idea (in-cluster)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateRef:
+    path: str | None = None
+    """A local folder, relative to the manifest's folder."""
+    config_map: str | None = None
+    """The name of a ConfigMap holding the template's files (in-cluster)."""
+    s3_uri: str | None = None
+    """An ``s3://`` URI of a content-addressed tarball of the template."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    metric: str
+    """The metric name the search optimises, as reported in ``metrics.json``."""
+    direction: Direction = "maximize"
+    """Whether larger or smaller values are better."""
+    aggregation: Literal["mean", "min", "max"] = "mean"
+    """How the metric's values over several datasets fold into one number."""
+    datasets: tuple[str, ...] = ()
+    """The datasets that count; empty means every dataset the program reports."""
+    value: Literal["final", "best"] = "final"
+    """Whether the final value or the best value seen during training is compared."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    name: StageName
+    """Which of the four stages this is."""
+    max_nodes: int
+    """How many search nodes the stage may create (seed re-evaluations not included)."""
+    goal: str = ""
+    """What the stage should achieve, in words (given to the LLM agent)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    parallelism: int = 2
+    """How many nodes run at once."""
+    drafts: int = 2
+    """How many independent first implementations stage 1 starts from."""
+    debug_probability: float = 0.5
+    """The chance that a free slot debugs a buggy leaf instead of expanding the best node."""
+    max_debug_depth: int = 3
+    """The longest chain of consecutive debug attempts on one branch."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    gpus: int = 0
+    """GPUs per node pod (``nvidia.com/gpu``)."""
+    cpu: str = "1"
+    """CPU per node, as a Kubernetes quantity."""
+    memory: str = "4Gi"
+    """Memory per node, as a Kubernetes quantity; locally the program's address-space limit."""
+    deadline_seconds: int = 600
+    """Wall-clock limit of one node's program, enforced outside the program."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    wall_clock_seconds: int | None = None
+    """Stop starting new nodes once the run has taken this long."""
+    max_total_nodes: int | None = None
+    """Stop starting new nodes once this many exist, seed re-evaluations included."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMSettings:
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint; absent means offline (no LLM)."""
+    models: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The model per role: ideation, code, feedback, vision, writeup, review."""
+    secret_ref: tuple[str, str] | None = None
+    """``(name, key)`` of the Secret holding the API key."""
+    max_tokens: int | None = None
+    """Stop new LLM work past this many tokens."""
+    max_cost_usd: float | None = None
+    """Stop new LLM work past this cost."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    idea: IdeaRef
+    """The research idea."""
+    objective: Objective
+    """What the search optimises."""
+    stages: tuple[StageSpec, ...]
+    """The four stages, in order."""
+    template: TemplateRef | None = None
+    """The experiment template; None means template-free (code written by the LLM)."""
+    search: SearchSettings = SearchSettings()
+    """Tree-search knobs."""
+    resources: Resources = Resources()
+    """Per-node resources and deadline."""
+    seeds: int = 3
+    """Extra seeds each stage's best node is re-run with (0 turns re-evaluation off)."""
+    budget: Budget = Budget()
+    """Run-wide limits."""
+    llm: LLMSettings = LLMSettings()
+    """LLM endpoint and models."""
+    writeup: bool = True
+    """Whether a paper is written when the search ends."""
+    review: bool = True
+    """Whether the paper is reviewed."""
+    reviewers: int = 3
+    """How many reviews the ensemble writes."""
+    seed: int = 0
+    """The run seed: every random choice of the search derives from it."""
+    suspend: bool = False
+    """No new nodes start while set."""
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    """The validated, defaulted spec as a dict (storage, scheduling pass-through and the like)."""
+
+    def stage(self, name: StageName) -> StageSpec:
+        return next(s for s in self.stages if s.name == name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResearchRun:
+    name: str
+    """``metadata.name``."""
+    namespace: str
+    """``metadata.namespace`` (``default`` locally)."""
+    spec: RunSpec
+    """The spec."""
+
+
+def _pair(obj: Mapping[str, Any] | None, first: str, second: str) -> tuple[str, str] | None:
+    return None if obj is None else (str(obj[first]), str(obj.get(second, "")))
+
+
+def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
+    """Build the model from a validated, defaulted ``spec`` dict."""
+    idea = spec["idea"]
+    inline = idea.get("inline")
+    template = spec.get("template")
+    objective = spec["objective"]
+    search = spec.get("search", {})
+    resources = spec.get("resources", {})
+    budget = spec.get("budget", {})
+    llm = spec.get("llm", {})
+    return RunSpec(
+        idea=IdeaRef(
+            inline=None if inline is None else InlineIdea(
+                title=inline["title"], hypothesis=inline.get("hypothesis", ""),
+                description=inline.get("description", "")),
+            ideas_file=_pair(idea.get("ideasFile"), "path", "name"),
+            config_map=_pair(idea.get("configMapRef"), "name", "key"),
+        ),
+        template=None if template is None else TemplateRef(
+            path=template.get("path"),
+            config_map=(template.get("configMapRef") or {}).get("name"),
+            s3_uri=(template.get("s3") or {}).get("uri"),
+        ),
+        objective=Objective(
+            metric=objective["metric"], direction=objective.get("direction", "maximize"),
+            aggregation=objective.get("aggregation", "mean"),
+            datasets=tuple(objective.get("datasets", ())), value=objective.get("value", "final"),
+        ),
+        stages=tuple(StageSpec(name=s["name"], max_nodes=int(s["maxNodes"]), goal=s.get("goal", ""))
+                     for s in spec["stages"]),
+        search=SearchSettings(
+            parallelism=int(search.get("parallelism", 2)), drafts=int(search.get("drafts", 2)),
+            debug_probability=float(search.get("debugProbability", 0.5)),
+            max_debug_depth=int(search.get("maxDebugDepth", 3)),
+        ),
+        resources=Resources(
+            gpus=int(resources.get("gpus", 0)), cpu=str(resources.get("cpu", "1")),
+            memory=str(resources.get("memory", "4Gi")),
+            deadline_seconds=int(resources.get("deadlineSeconds", 600)),
+        ),
+        seeds=int(spec.get("seeds", 3)),
+        budget=Budget(wall_clock_seconds=budget.get("wallClockSeconds"),
+                      max_total_nodes=budget.get("maxTotalNodes")),
+        llm=LLMSettings(base_url=llm.get("baseURL"), models=dict(llm.get("models", {})),
+                        secret_ref=_pair(llm.get("secretRef"), "name", "key"),
+                        max_tokens=llm.get("maxTokens"), max_cost_usd=llm.get("maxCostUSD")),
+        writeup=bool(spec.get("writeup", {}).get("enabled", True)),
+        review=bool(spec.get("review", {}).get("enabled", True)),
+        reviewers=int(spec.get("review", {}).get("reviewers", 3)),
+        seed=int(spec.get("seed", 0)),
+        suspend=bool(spec.get("suspend", False)),
+        raw=spec,
+    )
