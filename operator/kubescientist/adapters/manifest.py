@@ -17,7 +17,7 @@ import re
 from typing import Any, Iterator
 
 import celpy
-from celpy import celtypes
+from celpy import adapter, celtypes, evaluation
 import jsonschema
 import yaml
 
@@ -51,7 +51,7 @@ def format_path(parts: Iterator[str | int] | list[str | int]) -> str:
 
 def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     path = list(error.absolute_path)
-    value = error.validator_value
+    value: Any = error.validator_value
     match error.validator:
         case "required":
             missing = re.search(r"'([^']+)' is a required property", error.message)
@@ -61,7 +61,7 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         case "maximum":
             return format_path(path), f"must be <= {value}"
         case "enum":
-            return format_path(path), "must be one of " + ", ".join(map(str, value))
+            return format_path(path), "must be one of " + ", ".join(str(v) for v in value)
         case "type":
             return format_path(path), f"must be of type {value}"
         case "minItems" | "minLength":
@@ -116,7 +116,7 @@ def _is_quantity(value: Any) -> celtypes.BoolType:
 
 
 # The Kubernetes CEL quantity library, as far as our CRDs use it (cel-python has only standard CEL).
-_KUBERNETES_FUNCTIONS = {
+_KUBERNETES_FUNCTIONS: dict[str, Any] = {
     "isQuantity": _is_quantity,
     "quantity": lambda value: celtypes.DoubleType(float(parse_quantity(str(value)))),
     "isGreaterThan": lambda a, b: celtypes.BoolType(a > b),
@@ -135,8 +135,8 @@ def _cel_errors(schema: dict[str, Any], value: Any, path: list[str | int]) -> It
         if "oldSelf" in rule["rule"]:
             continue  # transition rules need a previous object; only the apiserver has one
         try:
-            ok = _cel_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)})
-        except celpy.CELEvalError:
+            ok = _cel_program(rule["rule"]).evaluate({"self": adapter.json_to_cel(value)})
+        except evaluation.CELEvalError:
             ok = False
         if not ok:
             where = format_path(path) + (rule.get("fieldPath", "") or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from kubescientist.adapters.local.rundir import RunDir
@@ -60,10 +61,10 @@ class RichReporter:
         took = f"{node.outcome.duration_seconds:.1f}s" if node.outcome and node.outcome.duration_seconds else ""
         if node.status == "succeeded":
             mark, detail = "[green]ok[/]", f"{self.metric}={node.metric:.4g}"
-        elif node.status == "buggy":
-            mark, detail = "[red]buggy[/]", (node.outcome.reason if node.outcome else "")[:120]
         else:
-            mark, detail = f"[yellow]{node.status}[/]", (node.outcome.reason if node.outcome else "")[:120]
+            reason = (node.outcome.reason if node.outcome else None) or ""
+            mark = "[red]buggy[/]" if node.status == "buggy" else f"[yellow]{node.status}[/]"
+            detail = escape(reason[:120])
         self.progress.console.print(f"{node.id} {node.stage:<8} {node.action:<7} {mark} {detail} {took}",
                                     highlight=False, markup=True)
         self._update(engine)

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import pathlib
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +21,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from experiment_runtime.node import code_hash, load_result
-from experiment_runtime.template import TemplateError, load_template
+from experiment_runtime import Limits, SandboxError, Template, TemplateError, code_hash, execute, load_result
+from experiment_runtime import load_template, prepare_workdir
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.adapters.manifest import ManifestError, load_run, validate_object
@@ -29,7 +30,7 @@ from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Event, Journal, Node, Outcome
 from kubescientist.core.proposer import OfflineProposer
 from kubescientist.core.quantity import parse_quantity
-from kubescientist.core.searchspace import SearchSpace
+from kubescientist.core.searchspace import Change, Hyperparameter, SearchSpace
 from kubescientist.core.spec import ResearchRun, run_spec_from_dict
 from kubescientist.core.summary import summarize
 
@@ -88,16 +89,45 @@ class LocalRunner:
             template = load_template(self.template_root)
         except TemplateError as exc:
             raise RunError(f"spec.template.path: {exc}") from None
-        self.space = SearchSpace.from_mapping(template.search_space_mapping())
+        self.space = search_space_of(template)
         self.proposer = OfflineProposer(self.space, run.spec.seed)
         self.engine = Engine(run.spec, journal)
         self._events_seen = len(journal.events)
         if not resume:
             self.run_dir.root.mkdir(parents=True, exist_ok=True)
             self.run_dir.manifest.write_text(yaml.safe_dump(valid, sort_keys=False))
+        self.sandbox_warning = self._probe_sandbox()
         self._done: queue.Queue[_Running] = queue.Queue()
         self._running: dict[str, _Running] = {}
         self._clock_start = time.monotonic()
+
+    def _probe_sandbox(self) -> str | None:
+        """Whether node programs can run as the unprivileged sandbox user; the reason if not.
+
+        As root the executor drops each program to uid ``nobody`` so that its process limit holds. That
+        user must reach this interpreter and its packages: a virtualenv under a private home (``/root``
+        is 0700) is out of its reach. Then programs run as root, without a process limit, and the run
+        says so rather than failing every node.
+        """
+        if os.geteuid() != 0:
+            return None
+        probe = self.run_dir.root / ".sandbox-probe"
+        probe.mkdir(exist_ok=True)
+        limits = Limits(deadline_seconds=60)
+        try:
+            prepare_workdir(probe, limits)
+            result = execute([sys.executable, "-c", "import experiment_runtime"], probe, {}, limits)
+            problem = None if result.exit_code == 0 else result.stderr.strip().splitlines()[-1:]
+            reason = None if problem is None else f"{sys.executable} fails as uid {limits.sandbox_uid}: {problem}"
+        except (SandboxError, OSError) as exc:
+            reason = str(exc)
+        finally:
+            shutil.rmtree(probe, ignore_errors=True)
+        if reason is None:
+            return None
+        return (f"node programs run as root with no process limit: the sandbox user cannot run this interpreter "
+                f"({reason}); install kubescientist in a virtualenv others may read, under a directory others "
+                "may traverse (make demo does)")
 
     @staticmethod
     def _resolve_template(run: ResearchRun, manifest: pathlib.Path) -> pathlib.Path:
@@ -168,6 +198,8 @@ class LocalRunner:
                    "--node-dir", str(node_dir), "--config", str(config_path),
                    "--deadline", str(resources.deadline_seconds),
                    "--memory", str(int(parse_quantity(resources.memory)))]
+        if self.sandbox_warning:
+            command.append("--keep-root")
         with open(node_dir / "executor.log", "wb") as log:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
@@ -201,9 +233,13 @@ class LocalRunner:
             log = (node_dir / "executor.log").read_text(errors="replace")[-2000:]
             return Outcome(buggy=False, infrastructure=True,
                            reason=f"executor exited {entry.process.returncode} without a result ({exc}): {log}")
+        # Curves stay in the node's own metrics.json; the journal keeps the numbers.
+        metrics = {} if result.metrics is None else {
+            dataset: {name: {k: v for k, v in value.to_json().items() if k != "curve"} for name, value in per.items()}
+            for dataset, per in result.metrics.datasets.items()}
         return Outcome(
             buggy=result.buggy, reason=result.buggy_reason,
-            metrics=result.metrics if not result.buggy else {},
+            metrics=metrics,
             duration_seconds=result.duration_seconds,
             details={"status": result.status, "exitCode": result.exit_code,
                      "overheadSeconds": result.overhead_seconds,
@@ -242,6 +278,7 @@ class LocalRunner:
             "runDir": str(self.run_dir.root),
             "template": str(self.template_root),
             **summary,
+            "sandbox": {"processLimit": self.sandbox_warning is None, "warning": self.sandbox_warning},
             "timings": {
                 "wallSeconds": round(self.elapsed(), 3),
                 "nodeSeconds": round(sum((n.outcome.duration_seconds or 0.0) for n in nodes if n.outcome), 3),
@@ -251,6 +288,17 @@ class LocalRunner:
         }
         write_json(self.run_dir.summary, summary)
         return summary
+
+
+def search_space_of(template: Template) -> SearchSpace:
+    """The engine's view of a template's declared search space (empty for v1 templates)."""
+    space = template.search_space
+    return SearchSpace(
+        hyperparameters=tuple(Hyperparameter(name=h.name, kind=h.type, default=h.default, low=h.low, high=h.high,
+                                             log=h.log, values=tuple(h.values)) for h in space.hyperparameters),
+        variants=tuple(Change(v.name, v.description, dict(v.params)) for v in space.variants),
+        ablations=tuple(Change(a.name, a.description, dict(a.params)) for a in space.ablations),
+    )
 
 
 def describe(summary: dict[str, Any]) -> str:

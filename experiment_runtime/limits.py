@@ -1,0 +1,87 @@
+"""The resource limits one node's program runs under.
+
+Limits are enforced two ways: per-process rlimits set in the child before it execs (memory, file
+size, process count, no core dumps), and by the parent while it waits (wall-clock deadline, total
+disk use of the work dir, bounded output capture). See `experiment_runtime.sandbox`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one run of a node's program may use; every field has a safe default except time."""
+
+    deadline_seconds: float = 600.0
+    """Wall-clock seconds from spawn; on expiry the whole process tree gets SIGTERM, then SIGKILL."""
+
+    memory_bytes: int | None = None
+    """RLIMIT_AS (virtual address space) per process, or None for no limit.
+
+    None by default because address space is not memory: the PyTorch CUDA wheel maps several GiB of
+    virtual memory at import, so a cap that looks generous in RSS terms breaks `import torch`.
+    In a pod, the container's memory limit (cgroup) is the real bound; set this only where there is
+    no cgroup limit and the program is known to stay small in address space.
+    """
+
+    max_file_bytes: int = GIB
+    """RLIMIT_FSIZE: the largest regular file the program may write (pipes are not counted)."""
+
+    max_processes: int = 256
+    """Processes and threads the program may add (RLIMIT_NPROC, which Linux counts per user).
+
+    The rlimit is set to the tasks the sandbox user already has plus this many. The kernel never
+    applies RLIMIT_NPROC to root, so a runner that is root drops the program to `sandbox_uid`.
+    Sandboxes that share a uid share the count; give concurrent sandboxes distinct uids when their
+    process budgets must be independent.
+    """
+
+    max_output_bytes: int = MIB
+    """Bytes kept per output stream: the head and the tail, the middle replaced by a marker line."""
+
+    max_disk_bytes: int = 2 * GIB
+    """Total disk use of the work dir, polled while the program runs; exceeding it kills it."""
+
+    kill_grace_seconds: float = 2.0
+    """Time between SIGTERM and SIGKILL when the deadline passes."""
+
+    sandbox_uid: int = NOBODY
+    """Uid the program runs as when the runner is root; ignored (the runner's own uid) otherwise."""
+
+    sandbox_gid: int = NOBODY
+    """Gid the program runs as when the runner is root; supplementary groups are cleared."""
+
+    drop_privileges: bool = True
+    """When the runner is root, run the program as `sandbox_uid`. False keeps root, and with it no
+    process limit (Linux ignores RLIMIT_NPROC for root): only for a root runner whose interpreter the
+    sandbox user cannot reach, and only knowingly."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.deadline_seconds) and self.deadline_seconds > 0):
+            raise ValueError(f"deadline_seconds: must be a positive number, got {self.deadline_seconds}")
+        if not (math.isfinite(self.kill_grace_seconds) and self.kill_grace_seconds >= 0):
+            raise ValueError(f"kill_grace_seconds: must be >= 0, got {self.kill_grace_seconds}")
+        positive = {
+            "max_file_bytes": self.max_file_bytes,
+            "max_processes": self.max_processes,
+            "max_output_bytes": self.max_output_bytes,
+            "max_disk_bytes": self.max_disk_bytes,
+        }
+        if self.memory_bytes is not None:
+            positive["memory_bytes"] = self.memory_bytes
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        for name, value in {"sandbox_uid": self.sandbox_uid, "sandbox_gid": self.sandbox_gid}.items():
+            # Dropping to uid 0 would leave RLIMIT_NPROC unenforced while looking sandboxed.
+            if value < 1:
+                raise ValueError(f"{name}: must be an unprivileged id (>= 1), got {value}")

@@ -1,0 +1,229 @@
+"""Running one node: its program on its config, in a fresh work dir, judged and recorded.
+
+Layout of a node dir after `run_node`::
+
+    <node_dir>/
+      config.json      the node config ({"seed", "params", "variant", "ablation"})
+      code/            a copy of the code: the program's cwd and HOME, owned by the sandbox user
+        run/           the program's out_dir (passed as the relative path --out_dir=run)
+      stdout.txt       bounded stdout (head and tail)
+      stderr.txt       bounded stderr
+      plots/           every *.png the program wrote under out_dir, same relative paths
+      metrics.json     the validated metrics in normalized form (only when the node succeeded)
+      result.json      the NodeResult record
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from experiment_runtime.artifacts import collect_plots
+from experiment_runtime.limits import Limits
+from experiment_runtime.metrics import Metrics, MetricsError, read_metrics
+from experiment_runtime.result import NodeResult, NodeStatus, write_result
+from experiment_runtime.sandbox import Execution, execute, prepare_workdir
+from experiment_runtime.template import TemplateError, command_for, load_template
+
+OUT_DIR = "run"
+"""The program's out_dir, relative to its cwd; excluded from the code hash and from copies."""
+
+_SKIPPED_DIRS = ("__pycache__",)
+# What a node records when its program never started (its code is not a valid template).
+_NEVER_RAN = Execution(
+    command=[],
+    exit_code=None,
+    signal=None,
+    timed_out=False,
+    killed_reason=None,
+    duration_seconds=0.0,
+    stdout="",
+    stderr="",
+    stdout_bytes=0,
+    stderr_bytes=0,
+    stdout_truncated=False,
+    stderr_truncated=False,
+    peak_disk_bytes=0,
+    max_rss_bytes=0,
+    cpu_seconds=0.0,
+    uid=-1,
+)
+_REASON_LINE_CHARS = 500
+_EAGAIN = "[Errno 11]"
+
+
+def run_node(
+    code_dir: Path, node_dir: Path, config: Mapping[str, Any], limits: Limits, python: str = sys.executable
+) -> NodeResult:
+    """Runs the template program in `code_dir` with `config` under `limits`, in `node_dir`.
+
+    Returns the result for anything the program does (a buggy program is a result, not an error)
+    and writes it to `<node_dir>/result.json`. Raises only for problems of the runner itself:
+    an unwritable node dir, a sandbox that cannot start (`SandboxError`), a config that is not JSON.
+    `python` is the interpreter that runs the program.
+    """
+    started = time.monotonic()
+    started_at = _now()
+    config_json = _canonical(config)
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"config: seed: must be an integer, got {seed!r}")
+    digest = code_hash(code_dir, config)
+    node_dir.mkdir(parents=True, exist_ok=True)
+    # The sandbox user must traverse the node dir to reach its code and read its config.
+    node_dir.chmod(0o755)
+    for stale in ("code", "plots"):
+        shutil.rmtree(node_dir / stale, ignore_errors=True)
+    config_path = node_dir.resolve() / "config.json"
+    config_path.write_text(config_json + "\n", encoding="utf-8")
+    config_path.chmod(0o644)
+    (node_dir / "metrics.json").unlink(missing_ok=True)
+
+    work = node_dir / "code"
+    shutil.copytree(code_dir, work, symlinks=True, ignore=_ignored(code_dir))
+    (work / OUT_DIR).mkdir(exist_ok=True)
+    prepare_workdir(work, limits)
+
+    execution = _NEVER_RAN
+    metrics: Metrics | None = None
+    try:
+        template = load_template(work)
+    except TemplateError as err:
+        status: NodeStatus = "failed"
+        # Paths inside the node's copy mean nothing to whoever fixes the code: name files relative to it.
+        reason: str | None = str(err).replace(f"{work}{os.sep}", "").replace(str(work), "the code dir")
+    else:
+        env = {"KUBESCIENTIST_CONFIG": str(config_path), "KUBESCIENTIST_SEED": str(seed)}
+        execution = execute(command_for(template, Path(OUT_DIR), config_path, python), work, env, limits)
+        status, reason = _judge(execution, limits)
+        if reason is None:
+            try:
+                metrics = read_metrics(work / OUT_DIR)
+            except MetricsError as err:
+                status, reason = "failed", str(err)
+
+    (node_dir / "stdout.txt").write_text(execution.stdout, encoding="utf-8")
+    (node_dir / "stderr.txt").write_text(execution.stderr, encoding="utf-8")
+    plots = collect_plots(work / OUT_DIR, node_dir / "plots")
+    if metrics is not None:
+        (node_dir / "metrics.json").write_text(json.dumps(metrics.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    result = NodeResult(
+        status=status,
+        buggy=reason is not None,
+        buggy_reason=reason,
+        exit_code=execution.exit_code,
+        signal=execution.signal,
+        duration_seconds=execution.duration_seconds,
+        overhead_seconds=time.monotonic() - started - execution.duration_seconds,
+        started_at=started_at,
+        finished_at=_now(),
+        code_hash=digest,
+        stdout_bytes=execution.stdout_bytes,
+        stderr_bytes=execution.stderr_bytes,
+        stdout_truncated=execution.stdout_truncated,
+        stderr_truncated=execution.stderr_truncated,
+        peak_disk_bytes=execution.peak_disk_bytes,
+        max_rss_bytes=execution.max_rss_bytes,
+        cpu_seconds=execution.cpu_seconds,
+        plots=plots,
+        metrics=metrics,
+    )
+    write_result(result, node_dir)
+    return result
+
+
+def code_hash(code_dir: Path, config: Mapping[str, Any]) -> str:
+    """The content hash, "sha256:<hex>", of code and config: same program and config, same hash.
+
+    Covers every file's relative path and bytes (a symbolic link's target text, not what it points
+    to), in sorted path order, then the canonical JSON of `config`. Skips `__pycache__` dirs and the
+    top-level out dir `run/`, which hold outputs rather than code.
+    """
+    digest = hashlib.sha256()
+    for relative, path in _code_files(code_dir):
+        if path.is_symlink():
+            kind, content = b"link", os.readlink(path).encode()
+        else:
+            kind, content = b"file", path.read_bytes()
+        # Length-prefixed fields, so no two different trees can produce the same byte stream.
+        name = relative.encode()
+        digest.update(b"%s %d %s %d " % (kind, len(name), name, len(content)))
+        digest.update(content)
+    config_bytes = _canonical(config).encode()
+    digest.update(b"config %d " % len(config_bytes))
+    digest.update(config_bytes)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _code_files(code_dir: Path) -> list[tuple[str, Path]]:
+    entries: list[tuple[str, Path]] = []
+    for current, dirnames, filenames in os.walk(code_dir):
+        here = Path(current)
+        skipped = set(_SKIPPED_DIRS) | ({OUT_DIR} if here == code_dir else set())
+        linked = [d for d in dirnames if (here / d).is_symlink()]
+        dirnames[:] = [d for d in dirnames if d not in skipped and d not in linked]
+        for name in filenames + [d for d in linked if d not in skipped]:
+            path = here / name
+            entries.append((path.relative_to(code_dir).as_posix(), path))
+    return sorted(entries)
+
+
+def _ignored(code_dir: Path) -> Callable[[str, list[str]], set[str]]:
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skipped = set(_SKIPPED_DIRS) | ({OUT_DIR} if Path(directory) == code_dir else set())
+        return skipped & set(names)
+
+    return ignore
+
+
+def _judge(execution: Execution, limits: Limits) -> tuple[NodeStatus, str | None]:
+    """The node's status and, unless its program ran cleanly, why it is buggy."""
+    if execution.killed_reason == "deadline":
+        return "timeout", f"deadline of {limits.deadline_seconds:g}s exceeded"
+    if execution.killed_reason == "disk_quota" or execution.peak_disk_bytes > limits.max_disk_bytes:
+        return "killed", f"wrote more than {limits.max_disk_bytes} bytes to disk"
+    last = _last_line(execution.stderr)
+    if execution.signal == signal.SIGXFSZ or "File too large" in last:
+        detail = f": {last}" if last else ""
+        return "failed", f"output file size limit exceeded ({limits.max_file_bytes} bytes){detail}"
+    if execution.signal is not None:
+        name = signal.Signals(execution.signal).name
+        hint = " (out of memory?)" if execution.signal == signal.SIGKILL else ""
+        return "killed", f"killed by signal {name}{hint}" + (f": {last}" if last else "")
+    if execution.exit_code != 0:
+        reason = f"exit code {execution.exit_code}" + (f": {last}" if last else "")
+        if last.startswith("MemoryError") and limits.memory_bytes is not None:
+            reason += f" (memory limit of {limits.memory_bytes} bytes)"
+        elif _EAGAIN in last:
+            reason += f" (process limit of {limits.max_processes} reached?)"
+        return "failed", reason
+    return "succeeded", None
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line: for a Python traceback, the exception and its message."""
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()[:_REASON_LINE_CHARS]
+    return ""
+
+
+def _canonical(config: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config: must be JSON (finite numbers, string keys): {err}") from err
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
