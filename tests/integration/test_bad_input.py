@@ -1,0 +1,44 @@
+"""Bad input gets a clear message naming the field or file, and exit code 2; nothing is written."""
+
+from __future__ import annotations
+
+from harness import V1_TEMPLATE, cli, manifest
+
+
+def test_missing_template_folder(tmp_path, write_manifest):
+    path = write_manifest(manifest("nofolder", tmp_path / "nowhere", metric="r2", budgets=(1, 1, 1, 1), seeds=0))
+    result = cli("run", str(path), "--workdir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert "spec.template.path" in result.stdout and "nowhere" in result.stdout
+    assert not (tmp_path / "runs" / "nofolder").exists()
+
+
+def test_template_without_its_entrypoint(tmp_path, write_manifest):
+    template = tmp_path / "broken"
+    template.mkdir()
+    (template / "kubescientist.yaml").write_text(
+        "apiVersion: kubescientist.io/v1alpha1\nkind: ExperimentTemplate\nname: broken\nentrypoint: train.py\n")
+    path = write_manifest(manifest("noentry", template, metric="r2", budgets=(1, 1, 1, 1), seeds=0))
+    result = cli("run", str(path), "--workdir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert "kubescientist.yaml" in result.stdout and "train.py" in result.stdout
+
+
+def test_folder_that_is_no_template(tmp_path, write_manifest):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    path = write_manifest(manifest("empty", empty, metric="r2", budgets=(1, 1, 1, 1), seeds=0))
+    result = cli("run", str(path), "--workdir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert "not a template" in result.stdout
+
+
+def test_invalid_manifest_names_file_and_field(tmp_path, write_manifest):
+    obj = manifest("badstage", V1_TEMPLATE, metric="r2", budgets=(1, 1, 0, 1), seeds=0)
+    path = write_manifest(obj)
+    result = cli("run", str(path), "--workdir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert f"{path}: spec.stages[2].maxNodes: must be >= 1" in result.stdout
+    assert cli("validate", str(path)).returncode == 2
+    obj["spec"]["stages"][2]["maxNodes"] = 1
+    assert cli("validate", str(write_manifest(obj))).returncode == 0
