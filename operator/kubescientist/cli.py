@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import sys
 
@@ -15,6 +16,9 @@ from kubescientist.adapters.local.runner import LocalRunner, RunError, describe
 from kubescientist.adapters.local.treeview import html_page, text_tree
 from kubescientist.adapters.manifest import ManifestError, load_run
 from kubescientist.core.journal import Journal
+from kubescientist.paper import LatexBuildError, RecordsError, ToolMissing, load_literature, write_paper
+from kubescientist.review import BenchError, DecisionRule, SubmissionError, bench
+from kubescientist.review import review as review_paper
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -55,8 +59,25 @@ def run(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool) -> None:
                   highlight=False)
     console.print(("[green]" if journal.phase == "succeeded" else "[red]") + describe(summary) + "[/]",
                   highlight=False)
+    if runner.spec.writeup:
+        _write_and_review(console, runner.run_dir.root, review=runner.spec.review)
     if journal.phase != "succeeded":
         sys.exit(EXIT_FAILED)
+
+
+def _write_and_review(console: Console, run_dir: pathlib.Path, review: bool) -> None:
+    """The last steps of a run: the paper, then its review. A missing LaTeX skips them; the run still counts."""
+    try:
+        paper = write_paper(run_dir)
+    except ToolMissing as exc:
+        console.print(f"[yellow]paper skipped[/]: {exc}", highlight=False)
+        return
+    except LatexBuildError as exc:
+        console.print(f"[red]paper failed[/]: {exc}", highlight=False)
+        return
+    console.print(f"paper: {paper.describe()}", highlight=False)
+    if review:
+        console.print(f"review: {review_paper(run_dir).describe()} -> {run_dir / 'review.json'}", highlight=False)
 
 
 @main.command()
@@ -87,3 +108,56 @@ def tree(run_dir: pathlib.Path, html_path: pathlib.Path | None) -> None:
     target = html_path or folder.tree_html
     target.write_text(html_page(journal, run_dir.name))
     click.echo(f"HTML view: {target}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path))
+@click.option("--literature", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              help="A literature JSON file ({\"papers\": [...]}) to cite, besides RUN_DIR/literature.json.")
+@click.option("--page-limit", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Pages of main text allowed (references and appendix excluded).")
+def writeup(run_dir: pathlib.Path, literature: pathlib.Path | None, page_limit: int) -> None:
+    """Write RUN_DIR's paper from its records, compiled to RUN_DIR/paper/paper.pdf with its sources."""
+    try:
+        result = write_paper(run_dir, literature=load_literature(literature) if literature else (),
+                             page_limit=page_limit)
+    except (RecordsError, ToolMissing) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except LatexBuildError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(result.describe())
+
+
+@main.command("review")
+@click.argument("target", type=click.Path(exists=True, path_type=pathlib.Path))
+@click.option("--page-limit", type=click.IntRange(min=1), default=None,
+              help="Pages of main text allowed (default: the writer's limit, else 8).")
+def review_command(target: pathlib.Path, page_limit: int | None) -> None:
+    """Review PAPER.pdf or RUN_DIR's paper; writes review.json (offline: a rubric review, labelled as such)."""
+    try:
+        report = review_paper(target, page_limit=page_limit)
+    except SubmissionError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(report.describe())
+
+
+@main.command("review-bench")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.option("--threshold", type=click.IntRange(1, 10), default=6, show_default=True,
+              help="Accept iff Overall >= THRESHOLD.")
+@click.option("--use-decision", is_flag=True, help="Use each review's Decision field instead of the threshold.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=pathlib.Path),
+              help="Also write the metrics and per-paper predictions as JSON.")
+def review_bench(file: pathlib.Path, threshold: int, use_decision: bool, json_out: pathlib.Path | None) -> None:
+    """Score reviews of FILE.jsonl (paper text + human decision per line) against the human decisions."""
+    try:
+        result = bench(file, rule=DecisionRule(threshold=threshold, use_decision_field=use_decision))
+    except BenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(result.metrics.table())
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
