@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 import sys
+from typing import Any
 
 import click
 from rich.console import Console
 
-from kubescientist.adapters.local.files import read_json
+from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.progress import RichReporter
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.adapters.local.runner import LocalRunner, RunError, describe
 from kubescientist.adapters.local.treeview import html_page, text_tree
 from kubescientist.adapters.manifest import ManifestError, load_run
+from kubescientist.agent.config import from_settings
+from kubescientist.agent.errors import AgentError
+from kubescientist.agent.ideas import Ideator, load_ideas, merge_ideas, parse_topic
+from kubescientist.agent.literature import source_from_env
+from kubescientist.agent.llm import LLMClient
 from kubescientist.core.journal import Journal
 from kubescientist.paper import LatexBuildError, RecordsError, ToolMissing, load_literature, write_paper
 from kubescientist.review import BenchError, DecisionRule, SubmissionError, bench
 from kubescientist.review import review as review_paper
+from kubescientist.core.spec import LLMSettings
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -61,6 +69,8 @@ def run(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool) -> None:
                   highlight=False)
     if runner.spec.writeup:
         _write_and_review(console, runner.run_dir.root, review=runner.spec.review)
+    if "llm" in summary:
+        console.print(describe_llm(summary["llm"]), highlight=False)
     if journal.phase != "succeeded":
         sys.exit(EXIT_FAILED)
 
@@ -161,3 +171,65 @@ def review_bench(file: pathlib.Path, threshold: int, use_decision: bool, json_ou
     click.echo(result.metrics.table())
     if json_out is not None:
         json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+def describe_llm(accounts: dict[str, Any]) -> str:
+    """One line on what the LLM work used (and why it stopped, if a cap stopped it)."""
+    total = accounts["total"]
+    unpriced = f" (no price for {', '.join(accounts['unpricedModels'])}: tokens only)" \
+        if accounts["unpricedModels"] else ""
+    line = (f"LLM: {total['calls']} calls, {total['promptTokens']} + {total['completionTokens']} tokens, "
+            f"${total['usd']:.4f}{unpriced}, {total['retries']} retries")
+    return line + (f"; stopped: {accounts['stopped']}" if accounts.get("stopped") else "")
+
+
+@main.command()
+@click.argument("topic", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path),
+              help="The ideas JSON file (default: TOPIC with .json); an existing file is extended.")
+@click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True, help="How many new ideas.")
+@click.option("--reflections", type=click.IntRange(0, 20), default=3, show_default=True,
+              help="Reflection rounds per idea.")
+@click.option("--literature", type=click.Choice(["semantic-scholar", "openalex", "offline"]),
+              default="semantic-scholar", show_default=True, help="Where the literature searches go.")
+@click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              help="The offline corpus: a JSON list of papers or a BibTeX file.")
+@click.option("--base-url", envvar="KUBESCIENTIST_LLM_BASE_URL", help="An OpenAI-compatible endpoint (.../v1).")
+@click.option("--model", envvar="KUBESCIENTIST_LLM_MODEL", required=True, help="The ideation model.")
+@click.option("--max-tokens", type=click.IntRange(1), help="Stop new LLM work past this many tokens.")
+@click.option("--max-cost-usd", type=click.FloatRange(0), help="Stop new LLM work past this cost.")
+def ideas(topic: pathlib.Path, out: pathlib.Path | None, count: int, reflections: int, literature: str,
+          corpus: pathlib.Path | None, base_url: str | None, model: str, max_tokens: int | None,
+          max_cost_usd: float | None) -> None:
+    """Generate research ideas from a TOPIC markdown file (Title, Keywords, TL;DR, Abstract), each with a
+    novelty verdict and the papers behind it, into an ideas JSON file a ResearchRun can take."""
+    out = out or topic.with_suffix(".json")
+    try:
+        parsed = parse_topic(topic.read_text(), str(topic))
+        existing = load_ideas(out.read_text(), str(out)) if out.exists() else []
+        config = from_settings(LLMSettings(base_url=base_url, models={"ideation": model}, max_tokens=max_tokens,
+                                           max_cost_usd=max_cost_usd))
+        source = source_from_env(literature, corpus)
+    except AgentError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+    async def generate() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        client = LLMClient(config)
+        try:
+            made = await Ideator(client, source, reflections=reflections).generate(parsed, count, existing)
+        finally:
+            await client.aclose()
+            await source.aclose()
+        return made, client.ledger.to_dict()
+
+    try:
+        made, accounts = asyncio.run(generate())
+    except AgentError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    write_json(out, merge_ideas(existing, made))
+    for entry in made:
+        novelty = entry["novelty"]
+        click.echo(f"{entry['name']}: {novelty['verdict']} ({len(novelty['papers'])} papers cited) - {entry['title']}")
+    click.echo(f"{len(made)} new idea(s) in {out}; {describe_llm(accounts)}")
+    if len(made) < count:
+        sys.exit(EXIT_FAILED)

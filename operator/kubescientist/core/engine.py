@@ -109,6 +109,18 @@ class Engine:
             journal.stage(plan.stage).seed_nodes.append(node.id)
         return node
 
+    def release(self, plan: Plan) -> None:
+        """Forget a plan that will not be committed because its proposer could not work (an LLM budget cap,
+        an unreachable endpoint); unlike ``commit(plan, None)`` it marks nothing as exhausted."""
+        self._reserved.remove(plan)
+        self._advance()
+
+    def stop(self, reason: str) -> None:
+        """Start no new node from now on, for a reason outside the engine; running nodes finish and count.
+        Stages end as they would at a spent budget, so the run ends with what it has."""
+        if self._stop_reason is None:
+            self._stop(reason)
+
     def start(self, node_id: str) -> Node:
         node = self.journal.nodes[node_id]
         node.status = "running"

@@ -39,3 +39,18 @@ class RunDir:
     def node(self, node_id: str) -> pathlib.Path:
         """A node's folder: code, config, stdout, stderr, metrics, plots, result."""
         return self.root / "nodes" / node_id
+
+    @property
+    def llm_log(self) -> pathlib.Path:
+        """The agent's log: every LLM retry with its reason, repairs, skipped reviews."""
+        return self.root / "llm.log"
+
+    @property
+    def llm_calls(self) -> pathlib.Path:
+        """The LLM accounts (per role, node, model) and every call with its prompt version and usage."""
+        return self.root / "llm.json"
+
+    def program(self, node_id: str) -> pathlib.Path:
+        """An LLM-written node's program folder (the template with the entrypoint replaced, or the program
+        and a generated manifest), from which the executor copies its code."""
+        return self.node(node_id) / "program"

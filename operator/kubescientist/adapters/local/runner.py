@@ -23,11 +23,14 @@ import yaml
 
 from experiment_runtime import Limits, SandboxError, Template, TemplateError, code_hash, execute, load_result
 from experiment_runtime import load_template, prepare_workdir
+from kubescientist.adapters.local.agent import AgentStopped, LocalAgent, llm_enabled, template_code
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.adapters.manifest import ManifestError, load_run, validate_object
+from kubescientist.agent.errors import AgentError
 from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Event, Journal, Node, Outcome
+from kubescientist.core.plan import Plan, Proposal
 from kubescientist.core.proposer import OfflineProposer
 from kubescientist.core.quantity import parse_quantity
 from kubescientist.core.searchspace import Change, Hyperparameter, SearchSpace
@@ -73,7 +76,7 @@ class LocalRunner:
             valid = validate_object("ResearchRun", yaml.safe_load(self.run_dir.manifest.read_text()))
             run = ResearchRun(run.name, run.namespace, run_spec_from_dict(valid["spec"]))
             state = read_json(self.run_dir.state)
-            self.template_root = pathlib.Path(state["template"])
+            self.template_root = pathlib.Path(state["template"]) if state.get("template") else None
             self.elapsed_before = float(state.get("elapsedSeconds", 0.0))
             journal = Journal.from_dict(read_json(self.run_dir.journal))
         else:
@@ -85,12 +88,21 @@ class LocalRunner:
             journal = Journal()
         self.run = run
         self.spec = run.spec
-        try:
-            template = load_template(self.template_root)
-        except TemplateError as exc:
-            raise RunError(f"spec.template.path: {exc}") from None
-        self.space = search_space_of(template)
+        self.space = SearchSpace()
+        if self.template_root is not None:
+            try:
+                template = load_template(self.template_root)
+            except TemplateError as exc:
+                raise RunError(f"spec.template.path: {exc}") from None
+            self.space = search_space_of(template)
         self.proposer = OfflineProposer(self.space, run.spec.seed)
+        self.agent: LocalAgent | None = None
+        if llm_enabled(run.spec):
+            try:
+                code = template_code(self.template_root, self.space) if self.template_root else None
+                self.agent = LocalAgent(run.spec, manifest.parent, self.run_dir, code, resume=resume)
+            except AgentError as exc:
+                raise RunError(f"spec.llm: {exc}") from None
         self.engine = Engine(run.spec, journal)
         self._events_seen = len(journal.events)
         if not resume:
@@ -130,11 +142,13 @@ class LocalRunner:
                 "may traverse (make demo does)")
 
     @staticmethod
-    def _resolve_template(run: ResearchRun, manifest: pathlib.Path) -> pathlib.Path:
+    def _resolve_template(run: ResearchRun, manifest: pathlib.Path) -> pathlib.Path | None:
         ref = run.spec.template
         if ref is None:
+            if llm_enabled(run.spec):
+                return None  # template-free: the LLM writes each program
             raise RunError(f"{manifest}: spec.template: absent, so the run is template-free and needs an LLM to "
-                           "write code; set spec.template.path to run offline")
+                           "write code; set spec.llm (baseURL, models), or spec.template.path to run offline")
         if ref.path is None:
             raise RunError(f"{manifest}: spec.template: only a local path works in local mode "
                            "(configMapRef and s3 are for in-cluster runs)")
@@ -165,6 +179,9 @@ class LocalRunner:
             self._stop_all()
             self._save()
             raise
+        finally:
+            if self.agent is not None:
+                self.agent.close()
         summary = self._summary()
         self.reporter.finished(summary, self.engine)
         return summary
@@ -177,12 +194,26 @@ class LocalRunner:
                 if plan is None:
                     self._report_events()
                     return
-                proposal = None if plan.config is not None else self.proposer.propose(plan, self.engine.journal)
+                try:
+                    proposal = None if plan.config is not None else self._propose(plan)
+                except AgentStopped as exc:
+                    # No new LLM work: the plan is dropped, nothing new starts, running nodes finish.
+                    self.engine.release(plan)
+                    self.engine.stop(str(exc))
+                    self._report_events()
+                    return
                 node = self.engine.commit(plan, proposal)
+                if self.agent is not None:
+                    self.agent.committed(plan, node)
                 self._report_events()
                 if node is None:
                     continue
             self._start(node)
+
+    def _propose(self, plan: Plan) -> Proposal | None:
+        if self.agent is not None:
+            return self.agent.propose(plan, self.engine.journal)
+        return self.proposer.propose(plan, self.engine.journal)
 
     def _start(self, node: Node) -> None:
         node_dir = self.run_dir.node(node.id)
@@ -191,10 +222,15 @@ class LocalRunner:
                   "ablation": node.config.ablation}
         config_path = node_dir / "config.json"
         write_json(config_path, config)
-        node.code_hash = code_hash(self.template_root, config)
+        code_dir = self.template_root
+        if node.config.code is not None:
+            assert self.agent is not None, "LLM-written code without an LLM"
+            code_dir = self.agent.program(node, self.template_root)
+        assert code_dir is not None, "a template-free node without code"
+        node.code_hash = code_hash(code_dir, config)
         self.engine.start(node.id)
         resources = self.spec.resources
-        command = [sys.executable, "-m", "experiment_runtime", "run-node", "--code", str(self.template_root),
+        command = [sys.executable, "-m", "experiment_runtime", "run-node", "--code", str(code_dir),
                    "--node-dir", str(node_dir), "--config", str(config_path),
                    "--deadline", str(resources.deadline_seconds),
                    "--memory", str(int(parse_quantity(resources.memory)))]
@@ -221,6 +257,8 @@ class LocalRunner:
         del self._running[entry.node.id]
         node_dir = self.run_dir.node(entry.node.id)
         outcome = self._outcome(entry, node_dir)
+        if self.agent is not None:
+            outcome = self.agent.review(entry.node, outcome)
         node = self.engine.complete(entry.node.id, outcome)
         self._save()
         self.reporter.node_finished(node, self.engine)
@@ -268,7 +306,10 @@ class LocalRunner:
 
     def _save(self) -> None:
         write_json(self.run_dir.journal, self.engine.journal.to_dict())
-        write_json(self.run_dir.state, {"template": str(self.template_root), "elapsedSeconds": self.elapsed()})
+        write_json(self.run_dir.state, {"template": str(self.template_root) if self.template_root else None,
+                                        "elapsedSeconds": self.elapsed()})
+        if self.agent is not None:
+            self.agent.save()
 
     def _summary(self) -> dict[str, Any]:
         summary = summarize(self.spec, self.engine.journal)
@@ -276,7 +317,7 @@ class LocalRunner:
         summary = {
             "run": self.run.name,
             "runDir": str(self.run_dir.root),
-            "template": str(self.template_root),
+            "template": str(self.template_root) if self.template_root else None,
             **summary,
             "sandbox": {"processLimit": self.sandbox_warning is None, "warning": self.sandbox_warning},
             "timings": {
@@ -286,6 +327,8 @@ class LocalRunner:
                                                      for n in nodes if n.outcome), 3),
             },
         }
+        if self.agent is not None:
+            summary["llm"] = self.agent.accounts()
         write_json(self.run_dir.summary, summary)
         return summary
 

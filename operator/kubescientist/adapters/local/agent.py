@@ -1,0 +1,158 @@
+"""The local runner's LLM side: the proposer, node reviews, plot feedback, the accounts and the agent's log.
+
+The runner is synchronous; the agent is async. One event loop (``asyncio.Runner``) serves every call, so
+the openai client's connections are reused. Node outputs are read here and handed to the agent as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import shutil
+from typing import Any, Mapping
+
+from experiment_runtime.template import load_template
+from kubescientist.adapters.local.files import read_json, write_json
+from kubescientist.adapters.local.rundir import RunDir
+from kubescientist.agent.config import from_settings
+from kubescientist.agent.context import Idea, NodeOutput, ResearchContext, TemplateCode
+from kubescientist.agent.errors import AgentError, BudgetExceeded, LLMUnavailable
+from kubescientist.agent.ideas import find_idea, load_ideas
+from kubescientist.agent.llm import LLMClient
+from kubescientist.agent.program import program_files
+from kubescientist.agent.proposer import LLMProposer, plan_subject
+from kubescientist.core.journal import Journal, Node, Outcome
+from kubescientist.core.plan import Plan, Proposal
+from kubescientist.core.searchspace import SearchSpace
+from kubescientist.core.spec import RunSpec
+
+OUTPUT_TAIL_BYTES = 64 * 1024
+"""How much of a node's stdout and stderr is read for the agent (prompts cut further)."""
+MAX_PLOT_BYTES = 4 * 1024 * 1024
+"""Larger plots are not sent to the vision model."""
+
+
+class AgentStopped(Exception):
+    """No more LLM work: the budget cap is reached or the endpoint is gone; the message says which."""
+
+
+def llm_enabled(spec: RunSpec) -> bool:
+    return spec.llm.base_url is not None or bool(spec.llm.models)
+
+
+def resolve_idea(spec: RunSpec, manifest_dir: pathlib.Path) -> Idea:
+    if spec.idea.inline is not None:
+        return Idea.from_inline(spec.idea.inline)
+    if spec.idea.ideas_file is not None:
+        path, name = spec.idea.ideas_file
+        file = (manifest_dir / path).resolve()
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise AgentError(f"spec.idea.ideasFile.path: {file}: {exc.strerror}") from None
+        return find_idea(load_ideas(text, str(file)), name, str(file))
+    raise AgentError("spec.idea: only inline ideas and ideasFile work in local mode")
+
+
+def template_code(root: pathlib.Path, space: SearchSpace) -> TemplateCode:
+    template = load_template(root)
+    files = {template.entrypoint: (root / template.entrypoint).read_text()}
+    return TemplateCode(entrypoint=template.entrypoint, files=files, description=template.description, space=space,
+                        kind=template.kind)
+
+
+def _tail(path: pathlib.Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - OUTPUT_TAIL_BYTES))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+class LocalAgent:
+    def __init__(self, spec: RunSpec, manifest_dir: pathlib.Path, run_dir: RunDir,
+                 template: TemplateCode | None, *, resume: bool) -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self.template = template
+        self.client = LLMClient(from_settings(spec.llm))
+        self.ledger = self.client.ledger
+        if resume and run_dir.llm_calls.exists():
+            self.ledger.restore(read_json(run_dir.llm_calls).get("accounts", {}))
+        context = ResearchContext.from_spec(spec, resolve_idea(spec, manifest_dir), template)
+        self.proposer = LLMProposer(self.client, context, self.output)
+        self._loop = asyncio.Runner()
+        # Opened on the first record: the run folder may not exist yet.
+        self._log = logging.FileHandler(run_dir.llm_log, delay=True)
+        self._log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger = logging.getLogger("kubescientist.agent")
+        logger.addHandler(self._log)
+        logger.setLevel(logging.INFO)
+
+    def close(self) -> None:
+        self._loop.run(self.client.aclose())
+        self._loop.close()
+        logging.getLogger("kubescientist.agent").removeHandler(self._log)
+        self._log.close()
+
+    def output(self, node_id: str) -> NodeOutput:
+        folder = self.run_dir.node(node_id)
+        plots = []
+        for png in sorted((folder / "plots").rglob("*.png")) if (folder / "plots").is_dir() else ():
+            if png.stat().st_size <= MAX_PLOT_BYTES:
+                plots.append((str(png.relative_to(folder / "plots")), png.read_bytes()))
+        return NodeOutput(stdout=_tail(folder / "stdout.txt"), stderr=_tail(folder / "stderr.txt"), plots=plots)
+
+    def propose(self, plan: Plan, journal: Journal) -> Proposal | None:
+        try:
+            return self._loop.run(self.proposer.propose(plan, journal))
+        except BudgetExceeded as exc:
+            raise AgentStopped(exc.reason) from None
+        except LLMUnavailable as exc:
+            raise AgentStopped(f"the LLM endpoint failed: {exc}") from None
+
+    def committed(self, plan: Plan, node: Node | None) -> None:
+        if node is not None:
+            self.ledger.rename(plan_subject(plan), node.id)
+
+    def review(self, node: Node, outcome: Outcome) -> Outcome:
+        """The outcome with the LLM review (and plot feedback, with a vision model) folded in; unchanged
+        when the agent cannot work (the mechanical verdict stands; the log says why)."""
+        log = logging.getLogger("kubescientist.agent")
+        if outcome.infrastructure:
+            return outcome
+        output = self.output(node.id)
+        try:
+            review = self._loop.run(self.proposer.review_node(node, outcome, output))
+            outcome = review.apply(outcome)
+            if "vision" in self.spec.llm.models and output.plots and not outcome.buggy:
+                feedback = self._loop.run(self.proposer.plot_feedback(node, output))
+                outcome = feedback.apply(outcome)
+        except AgentError as exc:
+            log.warning("%s: not reviewed by the LLM (%s); the run's own verdict stands", node.id, exc)
+        return outcome
+
+    def program(self, node: Node, template_root: pathlib.Path | None) -> pathlib.Path:
+        """Write an LLM-written node's program folder; returns it."""
+        folder = self.run_dir.program(node.id)
+        shutil.rmtree(folder, ignore_errors=True)
+        if template_root is not None:
+            shutil.copytree(template_root, folder)
+        else:
+            folder.mkdir(parents=True)
+        for name, text in program_files(node.config, self.template, self.proposer.ctx.idea.title).items():
+            (folder / name).write_text(text)
+        return folder
+
+    def save(self) -> None:
+        write_json(self.run_dir.llm_calls, {"accounts": self.ledger.to_dict(),
+                                            "calls": [c.to_dict() for c in self.ledger.calls]})
+
+    def accounts(self) -> Mapping[str, Any]:
+        return self.ledger.to_dict()
+
+
+__all__ = ["AgentStopped", "LocalAgent", "llm_enabled", "template_code"]

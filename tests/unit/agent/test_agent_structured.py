@@ -1,0 +1,117 @@
+"""Structured answers: JSON schema where the server enforces it, JSON in a fenced block where it does not,
+validation, and the one repair attempt; code answers without a code block."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from agent_helpers import client
+from kubescientist.agent.answers import ParseError, extract_code, parse_json
+from kubescientist.agent.errors import AnswerError
+from kubescientist.agent.llm import LLMClient
+from kubescientist.agent.prompts import PromptLibrary
+from kubescientist.agent.proposer import REVIEW
+from tests.llmserver import Reply, ScriptedLLMServer
+
+PROMPTS = PromptLibrary()
+GOOD = {"buggy": False, "reason": None, "summary": "fine"}
+
+
+def review(server: ScriptedLLMServer, times: int = 1, **fields: Any) -> tuple[list[dict[str, Any]], LLMClient]:
+    prompt = PROMPTS.render("review_node", node={"id": "n0001", "action": "draft", "stage": "initial"},
+                            idea={"title": "t", "hypothesis": "", "abstract": "", "description": "",
+                                  "experiments": (), "risks": ()},
+                            status="exited normally", reason="", metrics={}, code="print(1)\n",
+                            output={"stdout": "", "stderr": ""})
+
+    async def go() -> tuple[list[dict[str, Any]], LLMClient]:
+        llm = client(server, **fields)
+        async with llm:
+            out = [await llm.structured("feedback", prompt, REVIEW, subject="n0001") for _ in range(times)]
+        return out, llm
+    return asyncio.run(go())
+
+
+def test_json_schema_is_asked_of_a_server_that_supports_it(server: ScriptedLLMServer) -> None:
+    [data], llm = review(server)
+    body = server.requests[0].body
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"] == REVIEW.schema
+    assert body["response_format"]["json_schema"]["strict"] is True
+    assert llm.ledger.calls[0].structured == "json_schema" and not llm.ledger.calls[0].repaired
+    assert set(data) == {"buggy", "reason", "summary"}
+
+
+def test_falls_back_to_fenced_json_where_json_schema_is_refused(plain_server: ScriptedLLMServer) -> None:
+    [first, second], llm = review(plain_server, times=2)
+    outcomes = [(r.outcome, "response_format" in r.body) for r in plain_server.requests]
+    # The first call learns the server cannot; the second goes straight to the fallback.
+    assert outcomes == [("400", True), ("200", False), ("200", False)]
+    fallback = plain_server.requests[1].body["messages"][-1]["content"]
+    assert "```json" in fallback and '"additionalProperties": false' in fallback
+    assert [c.structured for c in llm.ledger.calls] == ["prompt", "prompt"]
+    assert first == second
+
+
+def test_server_enforcing_mode_does_not_fall_back(plain_server: ScriptedLLMServer) -> None:
+    from kubescientist.agent.errors import LLMUnavailable
+    with pytest.raises(LLMUnavailable, match="json_schema is not supported"):
+        review(plain_server, structured_outputs="json_schema")
+
+
+def test_prompt_mode_never_sends_a_schema(server: ScriptedLLMServer) -> None:
+    review(server, structured_outputs="prompt")
+    assert "response_format" not in server.requests[0].body
+
+
+def test_malformed_json_is_repaired_once(server: ScriptedLLMServer) -> None:
+    server.script("review_node", Reply(content='{"buggy": false, "summary": "cut off'))
+    [data], llm = review(server)
+    assert data["summary"]
+    first, repair = server.requests
+    assert not first.repair and repair.repair
+    text = repair.body["messages"][-1]["content"]
+    assert "action: review_node" in text and "the JSON is malformed" in text
+    # The repair sees the broken answer it is asked to fix.
+    assert repair.body["messages"][-2] == {"role": "assistant", "content": '{"buggy": false, "summary": "cut off'}
+    assert llm.ledger.calls[0].repaired and llm.ledger.calls[0].usage.calls == 2
+
+
+def test_schema_violations_are_named_in_the_repair(server: ScriptedLLMServer) -> None:
+    server.script("review_node", Reply(content=json.dumps({"buggy": "no", "summary": "x", "reason": None})))
+    review(server)
+    assert "at $.buggy: 'no' is not of type 'boolean'" in server.requests[1].body["messages"][-1]["content"]
+
+
+def test_a_second_unusable_answer_fails_the_call(server: ScriptedLLMServer) -> None:
+    server.script("review_node", Reply(content="I think it is fine."), Reply(content="Still prose."))
+    with pytest.raises(AnswerError, match="unusable answer after one repair attempt") as info:
+        review(server)
+    assert info.value.answers == ("I think it is fine.", "Still prose.")
+    assert len(server.requests) == 2
+
+
+def test_parse_json_finds_the_object() -> None:
+    schema = REVIEW.schema
+    assert parse_json(json.dumps(GOOD), schema) == GOOD
+    assert parse_json(f"Sure.\n```json\n{json.dumps(GOOD)}\n```\nDone.", schema) == GOOD
+    assert parse_json(f"The verdict is {json.dumps(GOOD)} as asked.", schema) == GOOD
+    with pytest.raises(ParseError, match="no JSON object"):
+        parse_json("nothing here", schema)
+    with pytest.raises(ParseError, match="required property"):
+        parse_json('{"buggy": true}', schema)
+
+
+def test_extract_code_takes_the_whole_program() -> None:
+    text = "Plan.\n```python\nx = 1\n```\nand the program:\n```python\nimport os\n\nprint(os.sep)\n```\n"
+    assert extract_code(text) == "import os\n\nprint(os.sep)\n"
+    with pytest.raises(ParseError, match="no ```python fenced block"):
+        extract_code("just words")
+    with pytest.raises(ParseError, match="not closed"):
+        extract_code("```python\nprint(1)\n")
+    with pytest.raises(ParseError, match="does not compile: .* line 1"):
+        extract_code("```python\ndef f(:\n```\n")
