@@ -69,11 +69,17 @@ def test_template_free_run_completes_four_stages_with_a_debug_fix(server: Script
     llm = summary["llm"]
     assert llm["total"]["totalTokens"] > 0 and llm["total"]["usd"] > 0 and llm["total"]["retries"] == 3
     assert llm["byRole"]["code"]["calls"] > 0 and llm["byRole"]["feedback"]["calls"] > 0
-    assert set(llm["byNode"]) <= set(nodes)
+    # Every call is charged to a node, or to a stage for the judgements of its best node and its goal.
+    judged = {f"stage:{name}" for name in ("tuning", "research", "ablation")}
+    assert set(llm["byNode"]) <= set(nodes) | judged
+    assert judged & set(llm["byNode"])
+    stages = {s["name"]: s for s in journal["stages"]}
+    assert any("judged:" in (stages[name]["end_reason"] or "") for name in ("tuning", "research", "ablation"))
     log = (run / "llm.log").read_text()
     assert "HTTP 429 rate limited, Retry-After 0.1s" in log and "HTTP 500" in log and "connection failed" in log
     calls = load(run / "llm.json")["calls"]
-    assert {c["prompt"] for c in calls} >= {"draft", "debug", "review_node"} and all(c["version"] for c in calls)
+    assert {c["prompt"] for c in calls} >= {"draft", "debug", "review_node", "select_best"}
+    assert all(c["version"] for c in calls)
     assert "LLM:" in done.stdout and "3 retries" in done.stdout
 
 

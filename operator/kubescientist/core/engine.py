@@ -26,9 +26,11 @@ MAX_ATTEMPTS = 3
 
 
 class Engine:
-    def __init__(self, spec: RunSpec, journal: Journal) -> None:
+    def __init__(self, spec: RunSpec, journal: Journal, *, judged: bool = False) -> None:
+        """``judged``: a judge (the LLM) picks each stage's best; the stage waits in ``judging`` for it."""
         self.spec = spec
         self.journal = journal
+        self.judged = judged
         self._reserved: list[Plan] = []
         self._stop_reason: str | None = None
         if not journal.stages:
@@ -47,6 +49,18 @@ class Engine:
 
     def current_stage(self) -> StageRecord | None:
         return next((s for s in self.journal.stages if s.status == "searching"), None)
+
+    def awaiting_judgement(self) -> StageRecord | None:
+        """The stage whose search ended and whose best the judge must pick, if any."""
+        return next((s for s in self.journal.stages if s.status == "judging"), None)
+
+    def candidates(self, record: StageRecord) -> list[Node]:
+        """The nodes a stage's best is chosen from: its good search nodes, and its root."""
+        nodes = [n for n in self.journal.in_stage(record.name) if n.good]
+        root = self.journal.nodes.get(record.root) if record.root else None
+        if root is not None and root.good:
+            nodes.append(root)
+        return nodes
 
     def next_pending(self) -> Node | None:
         """A committed node that is not running yet (new, or to be restarted)."""
@@ -121,6 +135,27 @@ class Engine:
         if self._stop_reason is None:
             self._stop(reason)
 
+    def judge(self, stage: StageName, best: str, reason: str) -> None:
+        """The judge's pick of a stage's best node; a pick that is not a candidate falls back to the metric."""
+        record = self.journal.stage(stage)
+        if record.status != "judging":
+            raise ValueError(f"stage {stage} is not waiting for a judgement (it is {record.status})")
+        candidates = {n.id for n in self.candidates(record)}
+        if best not in candidates:
+            self.journal.record("judgement", f"stage {stage}: the judge picked {best}, not a candidate; "
+                                "the metric decides", stage)
+            best, reason = self._best_by_metric(record).id, "best by metric (the judge's pick was invalid)"
+        self._conclude_stage(record, self.journal.nodes[best], f"{record.end_reason}; judged: {reason}")
+        self._maybe_finish()
+
+    def goal_met(self, stage: StageName, reason: str) -> None:
+        """A judge found the stage's goal met: no new search node; the stage ends once its nodes finish."""
+        record = self.journal.stage(stage)
+        if record.status == "searching" and record.goal_met is None:
+            record.goal_met = reason
+            self.journal.record("goal-met", f"stage {stage}: goal judged met ({reason})", stage)
+            self._advance()
+
     def start(self, node_id: str) -> Node:
         node = self.journal.nodes[node_id]
         node.status = "running"
@@ -168,31 +203,40 @@ class Engine:
                 self._end_stage(stage, f"goal met: {first.id} is a working implementation")
             elif self._stop_reason and self._idle(stage.name):
                 self._end_stage(stage, f"stopped: {self._stop_reason}")
+            elif stage.goal_met and self._idle(stage.name):
+                self._end_stage(stage, f"goal met: {stage.goal_met}")
             elif self._created(stage.name) >= budget and self._idle(stage.name):
                 self._end_stage(stage, f"node budget of {budget} used")
         self._maybe_finish()
 
     def _end_stage(self, record: StageRecord, reason: str) -> None:
         journal = self.journal
-        direction = self.spec.objective.direction
-        candidates = [n for n in journal.in_stage(record.name) if n.good]
-        root = journal.nodes.get(record.root) if record.root else None
-        if root is not None and root.good:
-            candidates.append(root)
         if self._stop_reason and record.name != "initial" and not any(True for _ in journal.in_stage(record.name)):
             record.status, record.end_reason = "skipped", reason
             self._skip_waiting(f"not started: {self._stop_reason}")
             return
-        if not candidates:
+        if not self.candidates(record):
             record.status, record.end_reason = "failed", reason
             self._skip_waiting(f"not started: stage {record.name} failed")
             journal.record("stage-ended", f"stage {record.name} failed: no working implementation ({reason})",
                            record.name)
             self._finish("failed", f"stage {record.name} produced no working implementation: {reason}")
             return
-        best = min(candidates, key=lambda n: (sort_key(n.metric or 0.0, direction), n.seq))
+        if self.judged and len(self.candidates(record)) > 1:
+            record.status, record.end_reason = "judging", reason
+            journal.record("stage-judging", f"stage {record.name}: search ends ({reason}); the judge picks the "
+                           "best node", record.name)
+            return
+        self._conclude_stage(record, self._best_by_metric(record), reason)
+
+    def _best_by_metric(self, record: StageRecord) -> Node:
+        direction = self.spec.objective.direction
+        return min(self.candidates(record), key=lambda n: (sort_key(n.metric or 0.0, direction), n.seq))
+
+    def _conclude_stage(self, record: StageRecord, best: Node, reason: str) -> None:
+        journal = self.journal
         record.status, record.best, record.end_reason = "done", best.id, reason
-        kept = " (no node of this stage beat its root)" if best is root else ""
+        kept = " (no node of this stage beat its root)" if best.id == record.root else ""
         journal.record("stage-ended", f"stage {record.name} ends ({reason}); best {best.id} "
                        f"{self.spec.objective.metric}={best.metric:.6g}{kept}", record.name)
         following = [s for s in journal.stages if s.status == "waiting"]
@@ -209,7 +253,7 @@ class Engine:
     def _maybe_finish(self) -> None:
         if self.journal.phase != "searching" or self.journal.unfinished() or self._reserved:
             return
-        if any(s.status in ("waiting", "searching") for s in self.journal.stages):
+        if any(s.status in ("waiting", "searching", "judging") for s in self.journal.stages):
             return
         if self._seed_plan(peek=True) is not None:
             return
@@ -297,7 +341,7 @@ class Engine:
 
     def _search_plan(self) -> Plan | None:
         stage = self.current_stage()
-        if stage is None or self._created(stage.name) >= self.spec.stage(stage.name).max_nodes:
+        if stage is None or stage.goal_met or self._created(stage.name) >= self.spec.stage(stage.name).max_nodes:
             return None
         rng = random.Random(self._rng_seed())
         name = stage.name

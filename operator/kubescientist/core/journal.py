@@ -13,7 +13,7 @@ from typing import Any, Iterator, Literal, Mapping
 from kubescientist.core.spec import Action, StageName
 
 NodeStatus = Literal["pending", "running", "succeeded", "buggy", "failed"]
-StageStatus = Literal["waiting", "searching", "done", "failed", "skipped"]
+StageStatus = Literal["waiting", "searching", "judging", "done", "failed", "skipped"]
 FINISHED: frozenset[NodeStatus] = frozenset({"succeeded", "buggy", "failed"})
 
 
@@ -112,6 +112,8 @@ class StageRecord:
     """Why the stage ended."""
     seed_nodes: list[str] = dataclasses.field(default_factory=list)
     """Re-evaluation runs of ``best`` with other seeds."""
+    goal_met: str | None = None
+    """Set when a judge found the stage's goal met before its budget: why. No new search node starts."""
 
 
 @dataclasses.dataclass

@@ -22,7 +22,8 @@ from kubescientist.agent.ideas import find_idea, load_ideas
 from kubescientist.agent.llm import LLMClient
 from kubescientist.agent.program import program_files
 from kubescientist.agent.proposer import LLMProposer, plan_subject
-from kubescientist.core.journal import Journal, Node, Outcome
+from kubescientist.core.engine import Engine
+from kubescientist.core.journal import Journal, Node, Outcome, StageRecord
 from kubescientist.core.plan import Plan, Proposal
 from kubescientist.core.searchspace import SearchSpace
 from kubescientist.core.spec import RunSpec
@@ -134,6 +135,24 @@ class LocalAgent:
         except AgentError as exc:
             log.warning("%s: not reviewed by the LLM (%s); the run's own verdict stands", node.id, exc)
         return outcome
+
+    def select_best(self, engine: Engine, record: StageRecord) -> tuple[str, str]:
+        """The stage's best node and why, by the LLM (it falls back to the metric itself)."""
+        candidates = [n.id for n in engine.candidates(record)]
+        try:
+            choice = self._loop.run(self.proposer.select_best(record.name, engine.journal, candidates))
+        except BudgetExceeded as exc:
+            raise AgentStopped(exc.reason) from None
+        return choice.node, f"{choice.reason} (by {choice.by})"
+
+    def stage_complete(self, engine: Engine, record: StageRecord) -> str | None:
+        """Why the stage's goal is met, if the LLM judges it is; None otherwise."""
+        budget = self.spec.stage(record.name).max_nodes
+        try:
+            verdict = self._loop.run(self.proposer.stage_complete(record.name, engine.journal, budget))
+        except BudgetExceeded as exc:
+            raise AgentStopped(exc.reason) from None
+        return verdict.reason if verdict.complete else None
 
     def program(self, node: Node, template_root: pathlib.Path | None) -> pathlib.Path:
         """Write an LLM-written node's program folder; returns it."""

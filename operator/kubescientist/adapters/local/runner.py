@@ -103,7 +103,9 @@ class LocalRunner:
                 self.agent = LocalAgent(run.spec, manifest.parent, self.run_dir, code, resume=resume)
             except AgentError as exc:
                 raise RunError(f"spec.llm: {exc}") from None
-        self.engine = Engine(run.spec, journal)
+        # With an LLM, it judges each stage's best (and whether a stage met its goal early).
+        self.engine = Engine(run.spec, journal, judged=self.agent is not None)
+        self._goal_checked: dict[str, int] = {}
         self._events_seen = len(journal.events)
         if not resume:
             self.run_dir.root.mkdir(parents=True, exist_ok=True)
@@ -188,10 +190,13 @@ class LocalRunner:
 
     def _fill_slots(self) -> None:
         while len(self._running) < self.spec.search.parallelism:
+            self._judge()
             node = self.engine.next_pending()
             if node is None:
                 plan = self.engine.plan(self.elapsed())
                 if plan is None:
+                    if self.engine.awaiting_judgement() is not None:
+                        continue
                     self._report_events()
                     return
                 try:
@@ -209,6 +214,32 @@ class LocalRunner:
                 if node is None:
                     continue
             self._start(node)
+
+    def _judge(self) -> None:
+        """The LLM's judgements the engine waits for: a stage's best; whether a stage met its goal early."""
+        if self.agent is None:
+            return
+        try:
+            record = self.engine.awaiting_judgement()
+            if record is not None:
+                self.engine.judge(record.name, *self.agent.select_best(self.engine, record))
+            stage = self.engine.current_stage()
+            if stage is None or stage.name not in ("tuning", "research") or stage.goal_met:
+                return
+            finished = [n for n in self.engine.journal.in_stage(stage.name) if n.outcome is not None]
+            # Asked once per new result, and only while the budget still has nodes the verdict could save.
+            if (len(finished) >= 2 and self._goal_checked.get(stage.name) != len(finished)
+                    and len(finished) < self.spec.stage(stage.name).max_nodes):
+                self._goal_checked[stage.name] = len(finished)
+                reason = self.agent.stage_complete(self.engine, stage)
+                if reason:
+                    self.engine.goal_met(stage.name, reason)
+        except AgentStopped as exc:
+            self.engine.stop(str(exc))
+            pending = self.engine.awaiting_judgement()
+            if pending is not None:
+                self.engine.judge(pending.name, "", f"not judged: {exc}")
+        self._report_events()
 
     def _propose(self, plan: Plan) -> Proposal | None:
         if self.agent is not None:
