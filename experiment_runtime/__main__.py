@@ -1,5 +1,6 @@
 """Command line of the node runtime, the entry point of a node's pod.
 
+    python -m experiment_runtime pod --code-url URL --config-json JSON [--put-url NAME=URL ...] ...
     python -m experiment_runtime run-node --code DIR --node-dir DIR --config FILE \\
         [--deadline SECONDS] [--memory BYTES] [--max-file-bytes BYTES] [--max-processes N] \\
         [--max-output-bytes BYTES] [--max-disk-bytes BYTES] [--kill-grace SECONDS] \\
@@ -21,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from experiment_runtime import pod
 from experiment_runtime.limits import Limits
 from experiment_runtime.node import run_node
 from experiment_runtime.result import TERMINATION_MESSAGE_BYTES
@@ -42,6 +44,8 @@ _SUFFIXES = {
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "pod":
+        return pod.run_pod(args)
     try:
         limits = Limits(
             deadline_seconds=args.deadline,
@@ -112,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="when root, do not drop to the sandbox uid (no process limit; see Limits.drop_privileges)")
     run.add_argument("--python", default=sys.executable, help="interpreter that runs the program")
     run.add_argument("--termination-log", type=Path, default=TERMINATION_LOG, help=argparse.SUPPRESS)
+    pod.add_parser(commands)
     return parser
 
 

@@ -91,6 +91,21 @@ def _write_and_review(console: Console, run_dir: pathlib.Path, review: bool) -> 
 
 
 @main.command()
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="Serve this namespace (repeatable; globs).")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Serve every namespace.")
+@click.option("--liveness", default=None, help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@click.option("--verbose", is_flag=True, help="Log every handler call.")
+def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str | None, verbose: bool) -> None:
+    """Run the Kubernetes operator (settings from KUBESCIENTIST_* variables)."""
+    if bool(namespaces) == all_namespaces:
+        raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    # Imported here: kopf registers its handlers at import, which no other command wants.
+    from kubescientist.adapters.kube.running import serve
+
+    serve(list(namespaces), clusterwide=all_namespaces, liveness=liveness, verbose=verbose)
+
+
+@main.command()
 @click.argument("manifest", type=click.Path(path_type=pathlib.Path))
 def validate(manifest: pathlib.Path) -> None:
     """Check a ResearchRun MANIFEST against the CRD schema and its CEL rules."""

@@ -19,8 +19,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from kubescientist.agent.answers import ParseError, Schema, extract_code, parse_json
-from kubescientist.agent.context import (NodeOutput, OutputSource, ResearchContext, node_line, review_of,
-                                         sibling_lines, stage_memory)
+from kubescientist.agent.context import (NodeOutput, OutputSource, ResearchContext, node_line, sibling_lines, stage_memory)
 from kubescientist.agent.errors import AgentError, AnswerError, BudgetExceeded, LLMUnavailable
 from kubescientist.agent.llm import Image, LLMClient
 from kubescientist.agent.prompts import RenderedPrompt

@@ -15,7 +15,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # the writer runs headless, in a pod or a test
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure as MplFigure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from typing import Protocol, Sequence
 
-from kubescientist.review.form import FOUR_POINT, Decision, DecisionRule, Review
+from kubescientist.review.form import Decision, DecisionRule, Review
 from kubescientist.review.submission import Submission
 
 

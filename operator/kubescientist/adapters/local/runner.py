@@ -21,11 +21,12 @@ from typing import Any, Protocol
 
 import yaml
 
-from experiment_runtime import Limits, SandboxError, Template, TemplateError, code_hash, execute, load_result
+from experiment_runtime import Limits, SandboxError, TemplateError, code_hash, execute, load_result
 from experiment_runtime import load_template, prepare_workdir
 from kubescientist.adapters.local.agent import AgentStopped, LocalAgent, llm_enabled, template_code
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.rundir import RunDir
+from kubescientist.adapters.templates import search_space_of
 from kubescientist.adapters.manifest import ManifestError, load_run, validate_object
 from kubescientist.agent.errors import AgentError
 from kubescientist.core.engine import Engine
@@ -33,7 +34,7 @@ from kubescientist.core.journal import Event, Journal, Node, Outcome
 from kubescientist.core.plan import Plan, Proposal
 from kubescientist.core.proposer import OfflineProposer
 from kubescientist.core.quantity import parse_quantity
-from kubescientist.core.searchspace import Change, Hyperparameter, SearchSpace
+from kubescientist.core.searchspace import SearchSpace
 from kubescientist.core.spec import ResearchRun, run_spec_from_dict
 from kubescientist.core.summary import summarize
 
@@ -362,17 +363,6 @@ class LocalRunner:
             summary["llm"] = self.agent.accounts()
         write_json(self.run_dir.summary, summary)
         return summary
-
-
-def search_space_of(template: Template) -> SearchSpace:
-    """The engine's view of a template's declared search space (empty for v1 templates)."""
-    space = template.search_space
-    return SearchSpace(
-        hyperparameters=tuple(Hyperparameter(name=h.name, kind=h.type, default=h.default, low=h.low, high=h.high,
-                                             log=h.log, values=tuple(h.values)) for h in space.hyperparameters),
-        variants=tuple(Change(v.name, v.description, dict(v.params)) for v in space.variants),
-        ablations=tuple(Change(a.name, a.description, dict(a.params)) for a in space.ablations),
-    )
 
 
 def describe(summary: dict[str, Any]) -> str:

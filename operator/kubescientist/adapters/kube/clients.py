@@ -1,0 +1,144 @@
+"""The few Kubernetes API calls the operator makes, as JSON in and JSON out.
+
+kopf watches; this module acts. It uses the official client's configuration and connection pool (so
+in-cluster service accounts, kubeconfigs, client certificates and tokens all work) but speaks raw REST
+with plain dicts, the same shapes ``kubectl get -o json`` prints: no generated models between the API
+and the operator's pure functions, and one typed surface (``Kube``) that the unit tests fake.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, cast
+
+import kubernetes
+
+from kubescientist.adapters.kube import naming
+
+REQUEST_TIMEOUT = (10.0, 60.0)
+"""(connect, read) seconds of every API call."""
+
+
+class ApiError(Exception):
+    """An API call failed; ``status`` is the HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.status = status
+
+
+class Kube(Protocol):
+    """What the reconciler needs from the API."""
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Create; when the object exists already (409), return the existing one."""
+
+    def list(self, api_version: str, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Objects of one kind in one namespace, by label selector."""
+
+    def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object, or None."""
+
+    def patch_status(self, api_version: str, plural: str, namespace: str, name: str,
+                     status: Mapping[str, Any]) -> None:
+        """Merge-patch the status subresource."""
+
+    def event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about an object (best effort)."""
+
+
+def _path(api_version: str, plural: str, namespace: str, name: str | None = None) -> str:
+    base = f'/api/{api_version}' if '/' not in api_version else f'/apis/{api_version}'
+    path = f'{base}/namespaces/{urllib.parse.quote(namespace)}/{plural}'
+    return f'{path}/{urllib.parse.quote(name)}' if name else path
+
+
+_PLURALS = {'ExperimentNode': naming.NODES, 'ResearchRun': naming.RUNS, 'Job': 'jobs', 'Pod': 'pods',
+            'Event': 'events', 'ConfigMap': 'configmaps', 'Secret': 'secrets'}
+
+
+class ApiKube:
+    """``Kube`` over the official client's ApiClient (thread-safe: one pool, calls from worker threads)."""
+
+    def __init__(self, api: kubernetes.client.ApiClient | None = None) -> None:
+        self.api = api or kubernetes.client.ApiClient()
+
+    def _call(self, method: str, path: str, query: Sequence[tuple[str, str]] = (), body: Any = None,
+              content_type: str = 'application/json') -> Any:
+        headers = {'Accept': 'application/json', 'Content-Type': content_type}
+        try:
+            _, url, headers, body, _ = self.api.param_serialize(
+                method, path, query_params=list(query), header_params=headers, body=body,
+                auth_settings=['BearerToken'])
+            response = self.api.call_api(method, url, header_params=headers, body=body,
+                                         _request_timeout=REQUEST_TIMEOUT)
+            response.read()  # type: ignore[no-untyped-call]
+        except (OSError, kubernetes.client.exceptions.OpenApiException) as err:
+            raise ApiError(0, f"{method} {path}: {err}") from err
+        data = response.data or b'{}'
+        if not 200 <= int(response.status) < 300:
+            try:
+                message = json.loads(data).get('message', '')
+            except ValueError:
+                message = data[:500].decode(errors='replace')
+            raise ApiError(int(response.status), f"{method} {path}: {message}")
+        return json.loads(data)
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj['metadata']
+        plural = _PLURALS[obj['kind']]
+        try:
+            return cast(dict[str, Any], self._call('POST', _path(obj['apiVersion'], plural, meta['namespace']), body=obj))
+        except ApiError as err:
+            if err.status != 409:
+                raise
+        existing = self.get(obj['apiVersion'], plural, meta['namespace'], meta['name'])
+        if existing is None:  # deleted in between: let the next pass create it
+            raise ApiError(409, f"{obj['kind']} {meta['name']} exists and vanished")
+        return existing
+
+    def list(self, api_version: str, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        data = self._call('GET', _path(api_version, plural, namespace), [('labelSelector', selector)])
+        return list(data.get('items') or [])
+
+    def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return cast(dict[str, Any], self._call('GET', _path(api_version, plural, namespace, name)))
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def patch_status(self, api_version: str, plural: str, namespace: str, name: str,
+                     status: Mapping[str, Any]) -> None:
+        self._call('PATCH', _path(api_version, plural, namespace, name) + '/status', body={'status': status},
+                   content_type='application/merge-patch+json')
+
+    def event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = involved['metadata']
+        now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+        body = {
+            'apiVersion': 'v1', 'kind': 'Event',
+            'metadata': {'generateName': f"{meta['name']}.", 'namespace': meta['namespace']},
+            'involvedObject': {'apiVersion': involved['apiVersion'], 'kind': involved['kind'], 'name': meta['name'],
+                               'namespace': meta['namespace'], 'uid': meta.get('uid', '')},
+            'type': kind, 'reason': reason, 'message': message[:1024],
+            'source': {'component': naming.COMPONENT}, 'reportingComponent': naming.COMPONENT,
+            'reportingInstance': naming.COMPONENT, 'action': reason,
+            'firstTimestamp': now[:19] + 'Z', 'lastTimestamp': now[:19] + 'Z', 'eventTime': now, 'count': 1,
+        }
+        try:
+            self._call('POST', _path('v1', 'events', meta['namespace']), body=body)
+        except ApiError:
+            pass  # Events are a courtesy: status holds everything that matters.
+
+
+def load_config() -> None:
+    """Configure the official client: in-cluster when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]

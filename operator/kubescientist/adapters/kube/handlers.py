@@ -1,0 +1,147 @@
+"""The kopf handlers: one daemon per ResearchRun that reconciles it, and nudges from its children.
+
+The recipe of kopf's author for level-based operators: a per-object daemon computes the actual state and
+acts on it; low-level event handlers on the children only wake that daemon (an ``asyncio.Event`` per run,
+kept in the operator's memo), and an index keeps the children by parent so that a pass needs no extra list
+call for them. A run is reconciled when something about it changed, and every ``resync_seconds`` anyway:
+a missed event costs latency, never correctness.
+
+Watches of Jobs, pods and ExperimentNodes are filtered server-side by the ``app.kubernetes.io/managed-by``
+label, so the operator does not stream every pod of the cluster.
+
+Run it with ``python -m kubescientist.adapters.kube`` (see ``__main__``) or ``kopf run -m
+kubescientist.adapters.kube.handlers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from kubescientist.adapters.kube import clients, config, naming
+from kubescientist.adapters.kube.reconciling import Reconciler
+
+DEBOUNCE_SECONDS = 0.2
+"""After a wake-up, wait this long so that a burst of events (a Job and its pod finishing) makes one pass."""
+ERROR_BACKOFF_SECONDS = (2.0, 5.0, 10.0, 30.0, 60.0)
+"""Pauses after consecutive failed passes."""
+MANAGED = {naming.MANAGED_BY_LABEL: naming.MANAGED_BY}
+
+
+@dataclasses.dataclass
+class Operator:
+    """What the handlers share, kept in kopf's memo."""
+
+    reconciler: Reconciler
+    settings: config.Settings
+    wakers: dict[tuple[str, str], asyncio.Event] = dataclasses.field(default_factory=dict)
+
+    def waker(self, namespace: str, name: str) -> asyncio.Event:
+        return self.wakers.setdefault((namespace, name), asyncio.Event())
+
+    def nudge(self, namespace: str, run: str) -> None:
+        event = self.wakers.get((namespace, run))
+        if event is not None:
+            event.set()
+
+
+def _operator(memo: Any) -> Operator:
+    return cast(Operator, memo['operator'])
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    own = config.from_env()
+    settings.persistence.finalizer = naming.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=naming.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=naming.GROUP, key='last-handled-configuration')
+    settings.posting.reporting_component = naming.COMPONENT
+    settings.posting.level = logging.WARNING
+    selector = f'{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY}'
+    for resource in (('batch', 'jobs'), ('v1', 'pods'), (naming.GROUP, naming.NODES)):
+        settings.watching.label_selectors[resource] = selector
+    clients.load_config()
+    memo['operator'] = Operator(reconciler=Reconciler(clients.ApiKube(), own), settings=own)
+    logger.info("kubescientist operator: node image %s, resync every %ss", own.node_image, own.resync_seconds)
+
+
+@kopf.index(naming.GROUP, naming.VERSION, naming.NODES, labels=MANAGED)
+def nodes_by_run(namespace: str | None, name: str, uid: str, labels: Mapping[str, str],
+                 status: kopf.Status, **_: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """ExperimentNodes by (namespace, run): name, uid and status, for the run's passes."""
+    run = labels.get(naming.RUN_LABEL)
+    if not run or namespace is None:
+        return None
+    return {(namespace, run): {'name': name, 'uid': uid, 'status': json.loads(json.dumps(dict(status)))}}
+
+
+@kopf.daemon(naming.GROUP, naming.VERSION, naming.RUNS, cancellation_timeout=5.0)
+async def run_daemon(body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Any,
+                     logger: kopf.Logger, **kwargs: Any) -> None:
+    """Reconcile one run for as long as it exists: when nudged, and every resync period."""
+    assert namespace is not None, "ResearchRuns are namespaced"
+    index: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs['nodes_by_run']
+    operator = _operator(memo)
+    wake = operator.waker(namespace, name)
+    failures = 0
+    try:
+        while not stopped:
+            wake.clear()
+            # A private copy: kopf updates the live body from the watch while the pass runs in a thread.
+            run = json.loads(json.dumps(dict(body)))
+            indexed = [dict(n) for n in index.get((namespace, name), [])]
+            try:
+                delay = await asyncio.to_thread(operator.reconciler.reconcile, run, indexed)
+                failures = 0
+            except Exception as err:  # noqa: BLE001 - a failed pass is retried; the run says why
+                logger.exception("reconcile of %s/%s failed", namespace, name)
+                await asyncio.to_thread(operator.reconciler.report_error, run, err)
+                delay = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
+                failures += 1
+            await _pause(wake, stopped, delay)
+            if not stopped:
+                await asyncio.sleep(DEBOUNCE_SECONDS)
+    finally:
+        operator.wakers.pop((namespace, name), None)
+        if body.get('metadata', {}).get('deletionTimestamp'):
+            operator.reconciler.forget(namespace, name)
+
+
+async def _pause(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Until the run is nudged, its daemon is stopped, or ``seconds`` pass."""
+
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    tasks = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(until_stopped())}
+    try:
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+@kopf.on.event(naming.GROUP, naming.VERSION, naming.RUNS)
+async def run_changed(body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """A spec edit (suspend, budgets, parallelism) wakes the run; its own status writes do not."""
+    observed = body.get('status', {}).get('observedGeneration')
+    if namespace is not None and body.get('metadata', {}).get('generation') != observed:
+        _operator(memo).nudge(namespace, name)
+
+
+@kopf.on.event(naming.GROUP, naming.VERSION, naming.NODES, labels=MANAGED)
+@kopf.on.event('batch', 'v1', 'jobs', labels=MANAGED)
+@kopf.on.event('v1', 'pods', labels=MANAGED)
+async def child_changed(labels: Mapping[str, str], namespace: str | None, memo: Any, type: str, **_: Any) -> None:
+    """Something of a run changed (a pod finished, a Job completed, a node was created): wake its run."""
+    run = labels.get(naming.RUN_LABEL)
+    # type is None for the objects listed at start-up: the daemons' first passes see those anyway.
+    if run and namespace is not None and type is not None:
+        _operator(memo).nudge(namespace, run)

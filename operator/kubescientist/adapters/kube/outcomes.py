@@ -1,0 +1,265 @@
+"""What a node's Job and pod say about the node: still waiting, running, or finished with which outcome.
+
+Pure functions over the API objects as plain dicts (what ``kubectl get -o json`` prints), so they are
+tested on recorded objects. The classification:
+
+- the pod ran the node and left its result in the termination message: that result (a succeeded node,
+  or a buggy one: the program crashed, timed out, broke a limit, wrote bad metrics);
+- the container was OOM-killed: buggy, "out of memory";
+- the Job hit its activeDeadlineSeconds after the program started: buggy, timeout;
+- the pod was evicted, preempted, lost with its node (a ``DisruptionTarget`` condition, a kubelet
+  eviction, or no pod left at all), the deadline passed before the program ever started, or the
+  runtime itself could not run the node (code download failed): infrastructure, retried by the engine
+  with a new Job and not counted against the search;
+- the image cannot be pulled (``ErrImagePull``, ``ImagePullBackOff``...): not an outcome: the node
+  waits, and the run gets a ``Stalled`` condition that says which image and why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from kubescientist.core.journal import Outcome
+
+State = Literal['missing', 'pending', 'running', 'finished']
+RawObject = Mapping[str, Any]
+
+IMAGE_PROBLEMS = frozenset({'ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull',
+                            'RegistryUnavailable'})
+"""Waiting reasons of a container whose image cannot be pulled: they need a human, not a retry."""
+START_PROBLEMS = frozenset({'CreateContainerConfigError', 'CreateContainerError', 'RunContainerError'})
+"""Waiting reasons of a container that cannot be started as specified."""
+EVICTION_REASONS = frozenset({'Evicted', 'NodeLost', 'Shutdown', 'NodeShutdown', 'Terminated', 'UnexpectedAdmissionError',
+                              'OutOfcpu', 'OutOfmemory', 'OutOfpods', 'NodeAffinity'})
+"""Pod-level ``status.reason`` values that mean the machine, not the program, ended the pod."""
+REASON_CHARS = 1500
+"""How much of a log tail or message goes into a reason (the journal keeps it; status truncates)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """A node attempt's state as its Job and pod show it."""
+
+    state: State
+    """missing: no Job; pending: not running yet; running; finished: ``outcome`` is set."""
+    message: str = ''
+    """What is going on, in words (why it waits, what it finished with)."""
+    outcome: Outcome | None = None
+    """The outcome, once finished."""
+    report: Mapping[str, Any] | None = None
+    """The parsed termination message, when the pod left one."""
+    started_at: str | None = None
+    """When the container started (RFC 3339), once known."""
+    finished_at: str | None = None
+    """When the container ended (RFC 3339), once known."""
+    stalled: str | None = None
+    """Set when the pod cannot start without help (image pull failure and the like): why."""
+    pod_name: str | None = None
+    """The pod observed, if any."""
+
+
+def condition(obj: RawObject, kind: str) -> Mapping[str, Any] | None:
+    """The ``status.conditions`` entry of type ``kind`` whose status is True, if any."""
+    for entry in obj.get('status', {}).get('conditions') or ():
+        if entry.get('type') == kind and entry.get('status') == 'True':
+            return dict(entry)
+    return None
+
+
+def latest_pod(pods: Sequence[RawObject]) -> RawObject | None:
+    """The newest pod (a Job with backoffLimit 0 has one, but a replaced one may linger)."""
+    if not pods:
+        return None
+    return max(pods, key=lambda p: (p.get('metadata', {}).get('creationTimestamp') or '', p['metadata']['name']))
+
+
+def container_status(pod: RawObject) -> Mapping[str, Any] | None:
+    statuses = pod.get('status', {}).get('containerStatuses') or []
+    return statuses[0] if statuses else None
+
+
+def parse_report(message: str | None) -> Mapping[str, Any] | None:
+    """The termination message as JSON (the runtime writes one line of it), or None."""
+    if not message:
+        return None
+    try:
+        data = json.loads(message.strip().splitlines()[-1] if message.strip() else '')
+    except (ValueError, IndexError):
+        return None
+    return data if isinstance(data, dict) and 'status' in data else None
+
+
+def outcome_from_report(report: Mapping[str, Any]) -> Outcome:
+    """The engine's outcome from a runtime's termination message (status succeeded/failed/timeout/killed)."""
+    finals = report.get('metrics') or {}
+    metrics = {str(dataset): {str(name): {'final': value} for name, value in per.items()}
+               for dataset, per in finals.items() if isinstance(per, Mapping)}
+    details = {'status': report.get('status'), 'codeHash': report.get('codeHash')}
+    if report.get('artifactErrors'):
+        details['artifactErrors'] = list(report['artifactErrors'])
+    buggy = bool(report.get('buggy')) or report.get('status') != 'succeeded'
+    reason = report.get('buggyReason') or (None if not buggy else f"program ended with status {report.get('status')}")
+    duration = report.get('durationSeconds')
+    return Outcome(buggy=buggy, reason=reason, metrics=metrics if not buggy else {},
+                   duration_seconds=float(duration) if isinstance(duration, (int, float)) else None, details=details)
+
+
+def _infrastructure(reason: str, **details: Any) -> Outcome:
+    return Outcome(buggy=False, infrastructure=True, reason=reason[:REASON_CHARS], details=details)
+
+
+def _memory_limit(pod: RawObject) -> str | None:
+    containers = pod.get('spec', {}).get('containers') or [{}]
+    limit = containers[0].get('resources', {}).get('limits', {}).get('memory')
+    return str(limit) if limit is not None else None
+
+
+def _started(pod: RawObject | None) -> bool:
+    """Whether the node's container ever started (so a deadline counts against the program)."""
+    if pod is None:
+        return False
+    status = container_status(pod)
+    if status is None:
+        return False
+    state = status.get('state', {})
+    return 'running' in state or 'terminated' in state or bool(status.get('lastState', {}).get('terminated'))
+
+
+def _times(pod: RawObject | None) -> tuple[str | None, str | None]:
+    status = container_status(pod) if pod is not None else None
+    if status is None:
+        return None, None
+    state = status.get('state', {})
+    running, terminated = state.get('running') or {}, state.get('terminated') or {}
+    return terminated.get('startedAt') or running.get('startedAt'), terminated.get('finishedAt')
+
+
+def _finished_pod(job: RawObject | None, pod: RawObject, seen_running: bool) -> Observation:
+    name = pod['metadata']['name']
+    started, finished = _times(pod)
+    status = pod.get('status', {})
+    disruption = condition(pod, 'DisruptionTarget')
+    if disruption is not None:
+        why = f"{disruption.get('reason', 'Disrupted')}: {disruption.get('message', '')}".rstrip(': ')
+        return Observation('finished', f"pod {name} was disrupted ({why})", _infrastructure(
+            f"pod disrupted ({why})", pod=name), pod_name=name, started_at=started, finished_at=finished)
+    if status.get('reason') in EVICTION_REASONS:
+        why = f"{status['reason']}: {status.get('message', '')}".rstrip(': ')
+        return Observation('finished', f"pod {name} ended by its node ({why})", _infrastructure(
+            f"pod ended by its node ({why})", pod=name), pod_name=name, started_at=started, finished_at=finished)
+    container = container_status(pod) or {}
+    terminated = container.get('state', {}).get('terminated') or container.get('lastState', {}).get('terminated')
+    if not terminated:
+        why = status.get('message') or status.get('reason') or f"phase {status.get('phase')}"
+        return Observation('finished', f"pod {name} ended without a container result ({why})",
+                           _infrastructure(f"pod ended without running its container ({why})", pod=name),
+                           pod_name=name, started_at=started, finished_at=finished)
+    exit_code = terminated.get('exitCode')
+    message = terminated.get('message') or ''
+    report = parse_report(message)
+    common = {'pod_name': name, 'started_at': started, 'finished_at': finished, 'report': report}
+    if terminated.get('reason') == 'OOMKilled':
+        limit = _memory_limit(pod)
+        reason = "out of memory: the container exceeded its memory limit" + (f" of {limit}" if limit else "") + \
+                 " and was OOM-killed"
+        outcome = Outcome(buggy=True, reason=reason, details={'exitCode': exit_code, 'containerReason': 'OOMKilled'})
+        return Observation('finished', reason, outcome, **common)
+    if report is not None and report.get('status') == 'error':
+        reason = f"the node runtime could not run the node: {report.get('message', '')}"
+        return Observation('finished', reason, _infrastructure(reason, exitCode=exit_code), **common)
+    if report is not None:
+        outcome = outcome_from_report(report)
+        outcome.details['exitCode'] = exit_code
+        what = "buggy: " + str(outcome.reason) if outcome.buggy else "finished"
+        return Observation('finished', f"program {what}", outcome, **common)
+    if job is not None and _deadline_exceeded(job):
+        return _deadline(job, pod, seen_running)
+    tail = f": {message.strip()[-REASON_CHARS:]}" if message.strip() else ""
+    reason = f"container exited {exit_code} ({terminated.get('reason', 'no reason')}) without a result{tail}"
+    return Observation('finished', reason, _infrastructure(reason, exitCode=exit_code), **common)
+
+
+def _deadline_exceeded(job: RawObject) -> bool:
+    failed = condition(job, 'Failed') or condition(job, 'FailureTarget')
+    return failed is not None and failed.get('reason') == 'DeadlineExceeded'
+
+
+def _deadline(job: RawObject, pod: RawObject | None, seen_running: bool) -> Observation:
+    seconds = job.get('spec', {}).get('activeDeadlineSeconds')
+    name = pod['metadata']['name'] if pod is not None else None
+    started, finished = _times(pod)
+    if _started(pod) or seen_running:
+        reason = f"timeout: the Job's deadline of {seconds}s passed before the program finished"
+        return Observation('finished', reason, Outcome(buggy=True, reason=reason, details={'job': 'DeadlineExceeded'}),
+                           pod_name=name, started_at=started, finished_at=finished)
+    reason = f"the Job's deadline of {seconds}s passed before the node's pod started (not scheduled in time?)"
+    return Observation('finished', reason, _infrastructure(reason), pod_name=name)
+
+
+def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool = False) -> Observation:
+    """Classify one node attempt from its Job (None when absent) and that Job's pods.
+
+    ``seen_running``: the operator saw this attempt's container running before. The Job controller deletes
+    the pods of a Job past its deadline, and then nothing in the Job tells a program that overran from a
+    pod that never got a machine; this is how the former is told apart (a timeout: buggy) from the latter
+    (infrastructure: retried).
+    """
+    if job is None:
+        return Observation('missing', "no Job")
+    pod = latest_pod(pods)
+    phase = pod.get('status', {}).get('phase') if pod is not None else None
+    if pod is not None and phase in ('Succeeded', 'Failed'):
+        return _finished_pod(job, pod, seen_running)
+    if _deadline_exceeded(job):
+        return _deadline(job, pod, seen_running)
+    failed = condition(job, 'Failed')
+    if failed is not None:
+        # The Job failed and its pod is gone (deleted, garbage-collected with a lost node): nothing ran to a result.
+        why = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(': ')
+        return Observation('finished', f"Job failed and its pod is gone ({why})",
+                           _infrastructure(f"pod lost ({why})", job=job['metadata']['name']))
+    if condition(job, 'Complete') is not None and pod is None:
+        return Observation('finished', "Job complete but its pod is gone: the result is lost",
+                           _infrastructure("pod of the completed Job is gone; its termination message is lost",
+                                           job=job['metadata']['name']))
+    if job.get('spec', {}).get('suspend'):
+        return Observation('pending', "queued: the Job is suspended (by Kueue or by hand)")
+    if pod is None:
+        return Observation('pending', "waiting for the Job controller to create the pod")
+    return _waiting_pod(pod)
+
+
+def _waiting_pod(pod: RawObject) -> Observation:
+    name = pod['metadata']['name']
+    started, _ = _times(pod)
+    container = container_status(pod) or {}
+    waiting = container.get('state', {}).get('waiting') or {}
+    reason = waiting.get('reason')
+    if reason in IMAGE_PROBLEMS or reason in START_PROBLEMS:
+        image = (pod.get('spec', {}).get('containers') or [{}])[0].get('image', '?')
+        what = "cannot pull image" if reason in IMAGE_PROBLEMS else "cannot start the container of image"
+        detail = f"{what} {image}: {reason}" + (f": {waiting['message']}" if waiting.get('message') else "")
+        return Observation('pending', f"pod {name} {detail}", stalled=detail, pod_name=name)
+    if pod.get('status', {}).get('phase') == 'Running':
+        return Observation('running', f"pod {name} is running on {pod.get('spec', {}).get('nodeName', '?')}",
+                           pod_name=name, started_at=started)
+    unscheduled = next((c for c in pod.get('status', {}).get('conditions') or ()
+                        if c.get('type') == 'PodScheduled' and c.get('status') == 'False'), None)
+    if unscheduled is not None:
+        return Observation('pending', f"pod {name} not scheduled yet: {unscheduled.get('message') or unscheduled.get('reason')}",
+                           pod_name=name)
+    return Observation('pending', f"pod {name} is starting", pod_name=name)
+
+
+def publish_result(observation: Observation) -> tuple[bool, Mapping[str, Any], str]:
+    """For a writeup or review Job: (succeeded, its report, a message), from its observation."""
+    if observation.state != 'finished':
+        return False, {}, observation.stalled or observation.message
+    report = observation.report or {}
+    if report.get('status') == 'succeeded':
+        return True, report, str(report.get('message') or 'done')
+    why = report.get('message') or (observation.outcome.reason if observation.outcome else None) or observation.message
+    return False, report, str(why)

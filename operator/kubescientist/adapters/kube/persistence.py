@@ -1,0 +1,161 @@
+"""A run's engine state: loaded from object storage when the operator (re)starts, saved after every change.
+
+``runs/<ns>/<run>/journal.json`` is the engine's journal; ``state.json`` the operator's bookkeeping: the
+run's uid (a new run with an old name starts afresh), its start time (the wall-clock budget counts from
+it), where its template's code is stored (a ConfigMap edited later does not change a running search),
+and how the writeup and review went. The operator keeps the loaded state in memory between passes and
+is the only writer, so nothing is read back until the next restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import logging
+import pathlib
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from experiment_runtime import load_template
+from experiment_runtime.pod import TransferError, unpack
+from kubescientist.adapters.kube import naming, statuses
+from kubescientist.adapters.kube.clients import Kube
+from kubescientist.adapters.kube.storage import S3Config, Store
+from kubescientist.adapters.kube.templates import Code, RunTemplate, materialise
+from kubescientist.adapters.templates import search_space_of
+from kubescientist.core.engine import Engine
+from kubescientist.core.journal import Journal
+from kubescientist.core.proposer import OfflineProposer
+from kubescientist.core.spec import RunSpec
+
+log = logging.getLogger('kubescientist.operator')
+
+
+class Stalled(Exception):
+    """The run cannot go on until someone fixes something (a missing Secret, a bad template)."""
+
+
+def rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace('Z', '+00:00'))
+
+
+@dataclasses.dataclass
+class RunState:
+    """A run's engine and what was loaded for it, kept between passes (rebuilt after a restart)."""
+
+    uid: str
+    store: Store
+    spec: RunSpec
+    engine: Engine
+    template: RunTemplate
+    proposer: OfflineProposer
+    start_time: str
+    writeup: statuses.Step
+    review: statuses.Step
+    node_uids: dict[str, str] = dataclasses.field(default_factory=dict)
+    """ExperimentNode name -> uid (the owner of its Jobs)."""
+    written: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """ExperimentNode name -> the status last written (or seen), to write only changes."""
+    events_seen: int = 0
+    """Journal events already turned into Kubernetes Events."""
+    records: bool = False
+    """Whether the records the writeup reads are in object storage."""
+
+    @property
+    def journal(self) -> Journal:
+        return self.engine.journal
+
+    def save_journal(self) -> None:
+        self.store.put_json(self.store.run_key('journal.json'), self.journal.to_dict())
+
+    def save(self) -> None:
+        self.store.put_json(self.store.run_key('state.json'), {
+            'uid': self.uid, 'startTime': self.start_time, 'records': self.records,
+            'template': {'sha256': self.template.code.sha256, 'key': self.template.code.key},
+            'writeup': self.writeup.to_dict(), 'review': self.review.to_dict()})
+
+
+def s3_config(run: Mapping[str, Any], kube: Kube, operator_endpoint: str = '') -> S3Config:
+    """The run's object storage, with the identity from the Secret it names (read by the operator only)."""
+    namespace = run['metadata']['namespace']
+    s3 = ((run['spec'].get('storage') or {}).get('s3'))
+    if not s3:
+        raise Stalled("spec.storage.s3: required in a cluster (node code and outputs live in object storage)")
+    secret_name = s3['secretRef']['name']
+    secret = kube.get('v1', 'secrets', namespace, secret_name)
+    if secret is None:
+        raise Stalled(f"spec.storage.s3.secretRef: no Secret {secret_name} in namespace {namespace}")
+    data = secret.get('data') or {}
+    try:
+        keys = {k: base64.b64decode(data[k]).decode() for k in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY')}
+    except KeyError as err:
+        raise Stalled(f"spec.storage.s3.secretRef: Secret {secret_name} has no key {err.args[0]}") from None
+    return S3Config(endpoint=s3['endpoint'], bucket=s3['bucket'], prefix=s3.get('prefix') or '',
+                    access_key=keys['AWS_ACCESS_KEY_ID'], secret_key=keys['AWS_SECRET_ACCESS_KEY'],
+                    insecure=bool(s3.get('insecure')), operator_endpoint=operator_endpoint)
+
+
+def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: datetime.datetime) -> RunState:
+    """The run's state from object storage (or a fresh one for a new run), its template, its ExperimentNodes."""
+    meta = run['metadata']
+    namespace, name, uid = meta['namespace'], meta['name'], meta['uid']
+    saved = store.get_json(store.run_key('state.json'))
+    if not (isinstance(saved, dict) and saved.get('uid') == uid):
+        saved = None  # a new run, or an older run of the same name: start afresh
+    journal_data = store.get_json(store.run_key('journal.json')) if saved else None
+    journal = Journal.from_dict(journal_data) if journal_data else Journal()
+    if saved and saved.get('template'):
+        template = reload_template(store, saved['template'])
+    else:
+        template = materialise(spec.template, store, lambda cm: kube.get('v1', 'configmaps', namespace, cm),
+                               lambda bucket, key: store.get(key, bucket))
+    running = [n.id for n in journal.nodes.values() if n.status == 'running']
+    engine = Engine(spec, journal)
+    # The engine reruns what was running when its process died; here those nodes still run in the
+    # cluster, and each pass reattaches them to their Jobs (or creates the Job the crash prevented).
+    for node_id in running:
+        journal.nodes[node_id].status = 'running'
+    disabled = statuses.Step(phase='disabled')
+    state = RunState(
+        uid=uid, store=store, spec=spec, engine=engine, template=template,
+        proposer=OfflineProposer(template.space, spec.seed),
+        start_time=saved['startTime'] if saved else rfc3339(now),
+        writeup=statuses.Step.from_dict(saved.get('writeup') if saved else None,
+                                        statuses.Step() if spec.writeup else disabled),
+        review=statuses.Step.from_dict(saved.get('review') if saved else None,
+                                       statuses.Step() if spec.review and spec.writeup else disabled),
+        events_seen=len(journal.events),
+        records=bool(saved and saved.get('records')),
+    )
+    for obj in kube.list(naming.API_VERSION, naming.NODES, namespace, naming.run_selector(name)):
+        state.node_uids[obj['metadata']['name']] = obj['metadata']['uid']
+        state.written[obj['metadata']['name']] = dict(obj.get('status') or {})
+    if not saved:
+        state.save()
+    log.info("run %s/%s loaded: %d nodes, %d running, template %s", namespace, name, len(journal.nodes),
+             len(running), template.code.hash)
+    return state
+
+
+def reload_template(store: Store, saved: Mapping[str, Any]) -> RunTemplate:
+    """The run's template as it was stored when the run started (the ConfigMap may have changed since)."""
+    data = store.get(saved['key'])
+    if data is None:
+        raise Stalled(f"the run's code {store.uri(saved['key'])} is missing from object storage")
+    root = pathlib.Path(tempfile.mkdtemp(prefix='ks-template-'))
+    try:
+        unpack(data, root)
+    except TransferError as err:
+        raise Stalled(f"the run's code {store.uri(saved['key'])}: {err}") from None
+    template = load_template(root)
+    code = Code(sha256=saved['sha256'], key=saved['key'], uri=store.uri(saved['key']))
+    return RunTemplate(root=root, template=template, space=search_space_of(template), code=code)
+
+
+StoreFactory = Callable[[S3Config, str, str], Store]
