@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
 
-.PHONY: demo test unit lint typecheck e2e bench clean help tex
+.PHONY: demo test unit lint typecheck e2e bench clean help tex prom
 
 help:
 	@echo "make demo   - run examples/quickstart.yaml locally, offline (results under $(WORKDIR)/)"
@@ -37,6 +37,12 @@ tex:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $(TEX_PACKAGES); \
 	fi
 
+# promtool and Prometheus check the alert rules and dashboard queries against real metrics.
+prom:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  sudo=$$(test "$$(id -u)" -eq 0 || echo sudo); $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus; }
+
 demo: $(STAMP) tex
 	rm -rf $(WORKDIR)/quickstart
 	$(VENV)/bin/kubescientist run examples/quickstart.yaml --workdir $(WORKDIR)
@@ -52,7 +58,7 @@ unit: $(STAMP) tex
 
 # The e2e suite runs on a real control plane built once from the Go module proxy and cached under
 # ~/.cache/kubescientist (about 25 minutes cold on 2 cores, seconds when cached).
-test: lint typecheck $(STAMP) tex
+test: lint typecheck $(STAMP) tex prom
 	KUBESCIENTIST_BUILD_CLUSTER=1 $(PY) -m pytest -q
 
 e2e: $(STAMP)

@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 
 import kubernetes
 
+from kubescientist.adapters import metrics
 from kubescientist.adapters.kube import naming
 
 REQUEST_TIMEOUT = (10.0, 60.0)
@@ -77,9 +78,13 @@ class ApiKube:
                                          _request_timeout=REQUEST_TIMEOUT)
             response.read()  # type: ignore[no-untyped-call]
         except (OSError, kubernetes.client.exceptions.OpenApiException) as err:
+            metrics.api_error(method.lower(), _resource_of(path), 0)
             raise ApiError(0, f"{method} {path}: {err}") from err
         data = response.data or b'{}'
         if not 200 <= int(response.status) < 300:
+            # A conflict on create and a missing object on get are the normal flow, not errors.
+            if (method, int(response.status)) not in (('POST', 409), ('GET', 404)):
+                metrics.api_error(method.lower(), _resource_of(path), int(response.status))
             try:
                 message = json.loads(data).get('message', '')
             except ValueError:
@@ -142,3 +147,13 @@ def load_config() -> None:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def _resource_of(path: str) -> str:
+    """The resource (plural, with a subresource) a request path names, for the API-error metric's label."""
+    parts = path.strip('/').split('/')
+    if 'namespaces' in parts and len(parts) > parts.index('namespaces') + 2:
+        parts = parts[parts.index('namespaces') + 2:]
+    else:
+        parts = parts[3:] if parts[:1] == ['apis'] else parts[2:]
+    return '/'.join([parts[0], *parts[2:3]]) if parts else 'unknown'

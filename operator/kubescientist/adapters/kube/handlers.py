@@ -19,11 +19,13 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
 
+from kubescientist.adapters import metrics
 from kubescientist.adapters.kube import clients, config, naming
 from kubescientist.adapters.kube.reconciling import Reconciler
 
@@ -68,6 +70,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, *
     for resource in (('batch', 'jobs'), ('v1', 'pods'), (naming.GROUP, naming.NODES)):
         settings.watching.label_selectors[resource] = selector
     clients.load_config()
+    metrics.serve_from_env()
     memo['operator'] = Operator(reconciler=Reconciler(clients.ApiKube(), own), settings=own)
     logger.info("kubescientist operator: node image %s, resync every %ss", own.node_image, own.resync_seconds)
 
@@ -97,10 +100,13 @@ async def run_daemon(body: kopf.Body, namespace: str | None, name: str, stopped:
             # A private copy: kopf updates the live body from the watch while the pass runs in a thread.
             run = json.loads(json.dumps(dict(body)))
             indexed = [dict(n) for n in index.get((namespace, name), [])]
+            began = time.monotonic()
             try:
                 delay = await asyncio.to_thread(operator.reconciler.reconcile, run, indexed)
+                metrics.reconcile_finished(time.monotonic() - began, ok=True)
                 failures = 0
             except Exception as err:  # noqa: BLE001 - a failed pass is retried; the run says why
+                metrics.reconcile_finished(time.monotonic() - began, ok=False)
                 logger.exception("reconcile of %s/%s failed", namespace, name)
                 await asyncio.to_thread(operator.reconciler.report_error, run, err)
                 delay = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
@@ -112,6 +118,7 @@ async def run_daemon(body: kopf.Body, namespace: str | None, name: str, stopped:
         operator.wakers.pop((namespace, name), None)
         if body.get('metadata', {}).get('deletionTimestamp'):
             operator.reconciler.forget(namespace, name)
+            metrics.run_forgotten(namespace, name)
 
 
 async def _pause(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:

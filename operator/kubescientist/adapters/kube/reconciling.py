@@ -25,9 +25,10 @@ import datetime
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from experiment_runtime.pod import ARTIFACTS
+from kubescientist.adapters import metrics
 from kubescientist.adapters.kube import manifests, naming, outcomes, persistence, records, statuses
 from kubescientist.adapters.kube.clients import ApiError, Kube
 from kubescientist.adapters.kube.config import Settings
@@ -36,6 +37,7 @@ from kubescientist.adapters.kube.storage import S3Config, Store, StorageError
 from kubescientist.adapters.kube.templates import TemplateProblem
 from kubescientist.core.journal import Node, Outcome
 from kubescientist.core.spec import RunSpec, run_spec_from_dict
+from kubescientist.core.summary import node_counts
 
 log = logging.getLogger('kubescientist.operator')
 
@@ -61,6 +63,8 @@ class Pass:
     stalled: list[str] = dataclasses.field(default_factory=list)
     finished: list[Node] = dataclasses.field(default_factory=list)
     changed: bool = False
+    reacted: bool = False
+    """Whether this pass already measured its reaction latency (at its first Job)."""
 
 
 class Reconciler:
@@ -135,7 +139,21 @@ class Reconciler:
                                 stalled='; '.join(step.stalled) or None)
         self._write_run_status(run, view, previous, generation, now)
         phase, _ = statuses.run_phase(view)
+        self._observe(namespace, name, state, phase, now)
         return self.settings.idle_resync_seconds if phase in ('Succeeded', 'Failed') else self.settings.resync_seconds
+
+    def _observe(self, namespace: str, name: str, state: RunState, phase: str, now: datetime.datetime) -> None:
+        """The run's gauges for Prometheus (idempotent: set from the state every pass)."""
+        spec = state.spec
+        metrics.run_phase_changed(namespace, name, cast(metrics.RunPhase, phase))
+        metrics.run_nodes_counted(namespace, name, node_counts(state.journal.nodes.values()))
+        best = state.engine.best()
+        if best is not None and best.metric is not None:
+            metrics.best_metric(namespace, name, spec.objective.metric, best.metric)
+        metrics.budget_usage(namespace, name, 'nodes', len(state.journal.nodes), spec.budget.max_total_nodes)
+        started = datetime.datetime.fromisoformat(state.start_time.replace('Z', '+00:00'))
+        elapsed = (now - started).total_seconds()
+        metrics.budget_usage(namespace, name, 'wallclock', elapsed, spec.budget.wall_clock_seconds)
 
     # -- folding results ---------------------------------------------------------------------------------
 
@@ -167,6 +185,12 @@ class Reconciler:
                 if value:
                     outcome.details[key] = value
             state.engine.complete(node.id, outcome)
+            phase: metrics.FinishedPhase = 'Failed' if outcome.infrastructure else \
+                'Buggy' if outcome.buggy else 'Succeeded'
+            metrics.node_finished(node.stage, node.action, phase, outcome.duration_seconds,
+                                  namespace=run['metadata']['namespace'], run=name)
+            if outcome.duration_seconds and state.spec.resources.gpus:
+                metrics.gpu_seconds(run['metadata']['namespace'], outcome.duration_seconds * state.spec.resources.gpus)
             step.finished.append(node)
             step.views.pop(node.id, None)
             step.changed = True
@@ -258,10 +282,21 @@ class Reconciler:
                 continue
             job = self._node_job(run, state, node)
             created = self.kube.create(job)
+            self._reacted(step)
             step.jobs[job_name] = created
             step.views[node.id] = statuses.NodeView(
                 job_name=job_name, observation=outcomes.Observation('pending', f"Job {job_name} created"),
                 artifacts_uri=state.store.uri(state.store.node_key(node.id, node.attempts)))
+
+    def _reacted(self, step: Pass) -> None:
+        """Reaction latency: from the latest node finish this pass folded to the first Job it creates."""
+        if step.reacted or not step.finished:
+            return
+        step.reacted = True
+        finishes = [n.outcome.details.get('finishedAt') for n in step.finished if n.outcome is not None]
+        stamps = [datetime.datetime.fromisoformat(str(f).replace('Z', '+00:00')) for f in finishes if f]
+        if stamps:
+            metrics.reaction_latency(max(0.0, (utcnow() - max(stamps)).total_seconds()))
 
     def _node_job(self, run: Mapping[str, Any], state: RunState, node: Node) -> dict[str, Any]:
         meta = run['metadata']

@@ -1,0 +1,505 @@
+"""``kubectl-scientist``: ResearchRuns from the command line, as a kubectl plugin.
+
+kubectl runs any ``kubectl-<name>`` executable on PATH as ``kubectl <name>``; ``pip install kubescientist``
+installs this one as a console script, so::
+
+    kubectl scientist tree RUN [-n NS]           the search tree: stage, action, metric, buggy marks, the best node
+    kubectl scientist logs NODE [--stderr]       a node's program output (object storage), or its pod's log
+    kubectl scientist paper RUN [-o FILE]        download the run's paper (status.paper.uri)
+    kubectl scientist suspend RUN                no new node starts (running ones finish): spec.suspend=true
+    kubectl scientist resume RUN                 spec.suspend=false
+
+It reads what the operator writes (ExperimentNode and ResearchRun status) and writes nothing but
+``spec.suspend``: the same rights as ``kubectl get`` and ``kubectl patch`` on runs, plus reading the run's
+S3 Secret (or its pods' logs) for ``logs`` and ``paper``. Credentials come from the kubeconfig, like
+kubectl's (``--kubeconfig``, ``--context``, ``$KUBECONFIG``), or from the pod's service account in a cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import sys
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import click
+import kubernetes
+from rich.console import Console
+from rich.text import Text
+from rich.tree import Tree
+
+GROUP = 'kubescientist.io'
+VERSION = 'v1alpha1'
+RUNS = 'researchruns'
+NODES = 'experimentnodes'
+RUN_LABEL = 'kubescientist.io/run'
+JOB_NAME_LABELS = ('batch.kubernetes.io/job-name', 'job-name')
+"""The label the Job controller puts on its pods (the second for clusters older than 1.27)."""
+CONTAINER = 'node'
+"""The container of node, writeup and review pods (adapters/kube/manifests.py)."""
+SA_NAMESPACE_FILE = Path('/var/run/secrets/kubernetes.io/serviceaccount/namespace')
+PIPE_WIDTH = 1000
+
+
+class PluginError(click.ClickException):
+    """A problem the user can act on: printed as ``error: <message>``, exit code 1."""
+
+
+# -- the search tree, from objects as the API returns them (pure) ---------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class NodeRow:
+    """What the tree shows of one ExperimentNode."""
+
+    name: str
+    node_id: str
+    parent: str | None
+    stage: str
+    action: str
+    phase: str
+    metric: float | None
+    buggy_reason: str | None
+    message: str | None
+    duration_seconds: float | None
+    seed: int | None
+
+
+def node_row(obj: Mapping[str, Any], run: str) -> NodeRow:
+    meta, spec, status = obj.get('metadata') or {}, obj.get('spec') or {}, obj.get('status') or {}
+    name = str(meta.get('name', ''))
+    prefix = f'{run}-'
+    metric = status.get('metric')
+    duration = status.get('durationSeconds')
+    seed = (spec.get('config') or {}).get('seed')
+    return NodeRow(
+        name=name, node_id=name[len(prefix):] if name.startswith(prefix) else name,
+        parent=spec.get('parent') or None, stage=str(spec.get('stage', '?')), action=str(spec.get('action', '?')),
+        phase=str(status.get('phase') or 'Pending'),
+        metric=float(metric) if isinstance(metric, (int, float)) and not isinstance(metric, bool) else None,
+        buggy_reason=status.get('buggyReason') if status.get('buggy') else None,
+        message=status.get('message'),
+        duration_seconds=float(duration) if isinstance(duration, (int, float)) else None,
+        seed=seed if isinstance(seed, int) else None)
+
+
+MARKS = {'Succeeded': ('✓', 'green'), 'Buggy': ('✗', 'red'), 'Failed': ('!', 'magenta'),
+         'Running': ('…', 'cyan'), 'Pending': ('○', 'dim')}
+"""Phase -> (mark, style). Buggy: the program's fault; Failed: the infrastructure's (evicted, lost...)."""
+
+
+def _label(row: NodeRow, metric_name: str, best: str | None) -> Text:
+    mark, style = MARKS.get(row.phase, ('?', 'yellow'))
+    text = Text()
+    text.append(f'{mark} ', style=style)
+    text.append(row.node_id, style='bold')
+    text.append(f' {row.action}', style='blue')
+    text.append(f' [{row.stage}]', style='dim')
+    if row.action == 'seed' and row.seed is not None:
+        text.append(f' seed={row.seed}', style='dim')
+    if row.metric is not None:
+        text.append(f' {metric_name}={row.metric:.6g}')
+    if row.duration_seconds is not None:
+        text.append(f' {row.duration_seconds:.1f}s', style='dim')
+    if row.phase == 'Buggy':
+        text.append(f' buggy: {_one_line(row.buggy_reason or row.message or "")}', style='red')
+    elif row.phase == 'Failed':
+        text.append(f' failed: {_one_line(row.message or "")}', style='magenta')
+    elif row.phase in ('Running', 'Pending') and row.message:
+        text.append(f' ({_one_line(row.message)})', style='dim')
+    if best is not None and row.name == best:
+        text.append('  ★ best', style='bold yellow')
+    return text
+
+
+def _one_line(text: str, limit: int = 100) -> str:
+    first = text.strip().splitlines()[-1] if text.strip() else ''  # a traceback's last line says the most
+    return first if len(first) <= limit else first[:limit - 3] + '...'
+
+
+def run_header(run: Mapping[str, Any], count: int) -> Text:
+    meta, spec, status = run.get('metadata') or {}, run.get('spec') or {}, run.get('status') or {}
+    objective = spec.get('objective') or {}
+    text = Text()
+    text.append(f"ResearchRun {meta.get('name', '?')}", style='bold')
+    text.append(f" {status.get('phase') or 'Pending'}", style='cyan')
+    if status.get('stage'):
+        text.append(f" stage={status['stage']}")
+    if spec.get('suspend'):
+        text.append(' (suspended)', style='yellow')
+    text.append(f" objective: {objective.get('direction', '?')} {objective.get('metric', '?')}", style='dim')
+    best = status.get('bestNode') or {}
+    if best.get('name') and isinstance(best.get('metric'), (int, float)):
+        spread = f" ± {best['stderr']:.3g}" if isinstance(best.get('stderr'), (int, float)) else ''
+        seeds = f" over {best['seeds']} seeds" if best.get('seeds', 1) > 1 else ''
+        text.append(f"  best {best['name']} = {best['metric']:.6g}{spread}{seeds}", style='yellow')
+    text.append(f'  ({count} nodes)', style='dim')
+    return text
+
+
+def build_tree(run: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]]) -> Tree:
+    """The run as a rich Tree: drafts at the top, each node under its parent, children in creation order."""
+    name = str((run.get('metadata') or {}).get('name', ''))
+    metric_name = str(((run.get('spec') or {}).get('objective') or {}).get('metric', 'metric'))
+    best = ((run.get('status') or {}).get('bestNode') or {}).get('name')
+    rows = sorted((node_row(n, name) for n in nodes), key=lambda r: r.node_id)
+    names = {r.name for r in rows}
+    children: dict[str | None, list[NodeRow]] = {}
+    for row in rows:
+        # A parent that is not (or no longer) there: show the node at the top rather than lose it.
+        children.setdefault(row.parent if row.parent in names else None, []).append(row)
+    tree = Tree(run_header(run, len(rows)), guide_style='dim')
+
+    def add(branch: Tree, parent: str | None) -> None:
+        for row in children.get(parent, []):
+            add(branch.add(_label(row, metric_name, best)), row.name)
+
+    add(tree, None)
+    return tree
+
+
+def render_tree(run: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]], console: Console) -> None:
+    console.print(build_tree(run, nodes))
+
+
+# -- S3 URIs and credentials ----------------------------------------------------------------------------
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key)."""
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme != 's3' or not parsed.netloc or not parsed.path.strip('/'):
+        raise PluginError(f"not an s3://bucket/key URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip('/')
+
+
+def join_uri(folder: str, name: str) -> str:
+    return folder.rstrip('/') + '/' + name
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Access:
+    """A run's object storage as seen from this machine."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    insecure: bool = False
+
+
+def s3_access(run: Mapping[str, Any], secret: Mapping[str, Any] | None, endpoint: str | None) -> S3Access:
+    """The run's S3 endpoint (or ``endpoint``, when it is reached differently from here) and its Secret's keys."""
+    s3 = ((run.get('spec') or {}).get('storage') or {}).get('s3') or {}
+    name = (run.get('metadata') or {}).get('name')
+    if not s3:
+        raise PluginError(f"run {name} has no spec.storage.s3")
+    if secret is None:
+        raise PluginError(f"the Secret {s3.get('secretRef', {}).get('name')} of run {name} is missing")
+    data = secret.get('data') or {}
+    try:
+        keys = {k: base64.b64decode(data[k]).decode() for k in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY')}
+    except KeyError as err:
+        raise PluginError(f"Secret {s3['secretRef']['name']} has no key {err.args[0]}") from None
+    return S3Access(endpoint=endpoint or s3['endpoint'], access_key=keys['AWS_ACCESS_KEY_ID'],
+                    secret_key=keys['AWS_SECRET_ACCESS_KEY'], insecure=bool(s3.get('insecure')))
+
+
+def read_s3(access: S3Access, uri: str) -> bytes:
+    """One object's bytes (minio: the project's S3 client)."""
+    import minio  # imported here: only `logs` and `paper` need it
+    import minio.error
+
+    bucket, key = split_s3_uri(uri)
+    url = urllib.parse.urlsplit(access.endpoint if '://' in access.endpoint else f'https://{access.endpoint}')
+    client = minio.Minio(url.netloc, access_key=access.access_key, secret_key=access.secret_key,
+                         secure=url.scheme == 'https', cert_check=not access.insecure, region='us-east-1')
+    try:
+        response = client.get_object(bucket, key)
+    except minio.error.S3Error as err:
+        raise PluginError(f"{uri}: {err.code}: {err.message}") from None
+    except (OSError, ValueError) as err:
+        raise PluginError(f"{access.endpoint}: {err} (reachable from here? --s3-endpoint overrides it)") from None
+    try:
+        data: bytes = response.read()
+        return data
+    finally:
+        response.close()
+        response.release_conn()
+
+
+# -- the API ----------------------------------------------------------------------------------------------
+
+class Api(Protocol):
+    """What the commands need from the cluster (the unit tests fake it)."""
+
+    namespace: str
+
+    def get_run(self, name: str) -> dict[str, Any]: ...
+
+    def list_nodes(self, run: str) -> list[dict[str, Any]]: ...
+
+    def get_node(self, name: str) -> dict[str, Any]: ...
+
+    def set_suspend(self, run: str, suspend: bool) -> dict[str, Any]: ...
+
+    def get_secret(self, name: str) -> dict[str, Any] | None: ...
+
+    def job_log(self, job: str) -> str: ...
+
+    def read_object(self, access: S3Access, uri: str) -> bytes: ...
+
+
+class KubeApi:
+    """``Api`` over the official client, configured like kubectl."""
+
+    def __init__(self, namespace: str | None, kubeconfig: str | None, context: str | None) -> None:
+        config = kubernetes.config
+        try:
+            config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            if kubeconfig or context:
+                raise PluginError(f"kubeconfig {kubeconfig or '(default)'}, context {context or '(current)'}: "
+                                  "cannot be loaded") from None
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
+            except config.ConfigException:
+                raise PluginError("no kubeconfig ($KUBECONFIG, ~/.kube/config, --kubeconfig) and not in a pod") \
+                    from None
+            default = SA_NAMESPACE_FILE.read_text().strip() if SA_NAMESPACE_FILE.exists() else 'default'
+        else:
+            # kubectl's rule: the namespace of the context in use, else "default".
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            chosen = next((c for c in contexts if c['name'] == context), active) if context else active
+            default = ((chosen or {}).get('context') or {}).get('namespace') or 'default'
+        self.namespace: str = namespace or default
+        self.custom = kubernetes.client.CustomObjectsApi()
+        self.core = kubernetes.client.CoreV1Api()
+
+    def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except kubernetes.client.exceptions.ApiException as err:
+            if err.status == 404:
+                raise PluginError(f"{what} not found in namespace {self.namespace}") from None
+            if err.status == 403:
+                raise PluginError(f"{what}: forbidden ({_reason(err)})") from None
+            raise PluginError(f"{what}: HTTP {err.status}: {_reason(err)}") from None
+
+    def get_run(self, name: str) -> dict[str, Any]:
+        run: dict[str, Any] = self._call(f"researchrun {name}", self.custom.get_namespaced_custom_object,
+                                         GROUP, VERSION, self.namespace, RUNS, name)
+        return run
+
+    def list_nodes(self, run: str) -> list[dict[str, Any]]:
+        data = self._call(f"experimentnodes of {run}", self.custom.list_namespaced_custom_object,
+                          GROUP, VERSION, self.namespace, NODES, label_selector=f'{RUN_LABEL}={run}')
+        return list(data.get('items') or [])
+
+    def get_node(self, name: str) -> dict[str, Any]:
+        node: dict[str, Any] = self._call(f"experimentnode {name}", self.custom.get_namespaced_custom_object,
+                                          GROUP, VERSION, self.namespace, NODES, name)
+        return node
+
+    def set_suspend(self, run: str, suspend: bool) -> dict[str, Any]:
+        patched: dict[str, Any] = self._call(
+            f"researchrun {run}", self.custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace,
+            RUNS, run, {'spec': {'suspend': suspend}}, _content_type='application/merge-patch+json')
+        return patched
+
+    def get_secret(self, name: str) -> dict[str, Any] | None:
+        try:
+            secret = self.core.read_namespaced_secret(name, self.namespace)
+        except kubernetes.client.exceptions.ApiException as err:
+            if err.status == 404:
+                return None
+            raise PluginError(f"secret {name}: HTTP {err.status}: {_reason(err)}") from None
+        return {'data': dict(secret.data or {})}
+
+    def job_log(self, job: str) -> str:
+        pods: list[Any] = []
+        for label in JOB_NAME_LABELS:
+            found = self._call(f"pods of Job {job}", self.core.list_namespaced_pod, self.namespace,
+                               label_selector=f'{label}={job}')
+            pods = list(found.items or [])
+            if pods:
+                break
+        if not pods:
+            raise PluginError(f"Job {job} has no pod left to read a log from")
+        newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
+        log: str = self._call(f"log of pod {newest.metadata.name}", self.core.read_namespaced_pod_log,
+                              newest.metadata.name, self.namespace, container=CONTAINER)
+        return log
+
+    def read_object(self, access: S3Access, uri: str) -> bytes:
+        return read_s3(access, uri)
+
+
+def _reason(err: Any) -> str:
+    import json
+
+    try:
+        return str(json.loads(err.body).get('message')) if err.body else str(err.reason)
+    except (ValueError, AttributeError):
+        return str(err.reason)
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+
+@click.group(context_settings={'help_option_names': ['-h', '--help']})
+@click.option('-n', '--namespace', default=None, help="Namespace (default: the kubeconfig context's).")
+@click.option('--kubeconfig', default=None, help="Path to the kubeconfig (default: $KUBECONFIG).")
+@click.option('--context', default=None, help="The kubeconfig context to use.")
+@click.pass_context
+def cli(ctx: click.Context, namespace: str | None, kubeconfig: str | None, context: str | None) -> None:
+    """ResearchRuns of kubescientist: the search tree, node logs, the paper, suspend and resume."""
+    if ctx.obj is None:  # the unit tests pass a fake Api as obj
+        ctx.obj = _Lazy(namespace, kubeconfig, context)
+    elif namespace:
+        ctx.obj.namespace = namespace
+
+
+@dataclasses.dataclass
+class _Lazy:
+    """Connect only when a command runs (``--help`` must work without a cluster)."""
+
+    namespace: str | None
+    kubeconfig: str | None
+    context: str | None
+
+    def api(self) -> Api:
+        return KubeApi(self.namespace, self.kubeconfig, self.context)
+
+
+def _api(ctx: click.Context) -> Api:
+    obj = ctx.find_root().obj
+    return obj.api() if isinstance(obj, _Lazy) else obj
+
+
+def _namespace_option(f: Any) -> Any:
+    """``-n`` after the subcommand too, as kubectl users type it (``kubectl scientist tree RUN -n NS``)."""
+    def set_namespace(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+        if value:
+            ctx.find_root().obj.namespace = value  # a _Lazy, or the tests' fake Api
+
+    return click.option('-n', '--namespace', 'namespace_', default=None, expose_value=False, is_eager=True,
+                        callback=set_namespace, help="Namespace (default: the kubeconfig context's).")(f)
+
+
+@cli.command()
+@click.argument('run')
+@_namespace_option
+@click.pass_context
+def tree(ctx: click.Context, run: str) -> None:
+    """The search tree of RUN: each node's stage, action, objective metric and outcome; ★ marks the best."""
+    api = _api(ctx)
+    obj = api.get_run(run)
+    # Piped (grep, a file): one line per node, however long, rather than rich's 80-column wrapping.
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    render_tree(obj, api.list_nodes(run), Console(highlight=False, width=width))
+
+
+@cli.command()
+@click.argument('node')
+@_namespace_option
+@click.option('--stderr', 'stream', flag_value='stderr', help="The program's stderr instead of its stdout.")
+@click.option('--stdout', 'stream', flag_value='stdout', default=True, hidden=True)
+@click.option('--source', type=click.Choice(['auto', 'storage', 'pod']), default='auto', show_default=True,
+              help="storage: the program's captured output in object storage; pod: the node pod's log "
+                   "(the runtime's, both streams); auto: storage, else the pod.")
+@click.option('--s3-endpoint', default=None,
+              help="Reach the run's object storage here instead of at its spec.storage.s3.endpoint.")
+@click.pass_context
+def logs(ctx: click.Context, node: str, stream: str, source: str, s3_endpoint: str | None) -> None:
+    """The output of NODE (an ExperimentNode, e.g. myrun-n0003) from its status artifacts or its pod."""
+    api = _api(ctx)
+    obj = api.get_node(node)
+    status = obj.get('status') or {}
+    artifacts = status.get('artifacts') or {}
+    why = ''
+    if source in ('auto', 'storage'):
+        if artifacts.get('uri') and artifacts.get(stream):
+            run = api.get_run(str((obj.get('spec') or {}).get('run')))
+            secret_name = ((((run.get('spec') or {}).get('storage') or {}).get('s3') or {}).get('secretRef') or {}) \
+                .get('name')
+            try:
+                access = s3_access(run, api.get_secret(secret_name) if secret_name else None, s3_endpoint)
+                data = api.read_object(access, join_uri(artifacts['uri'], artifacts[stream]))
+            except PluginError as err:
+                if source == 'storage':
+                    raise
+                why = str(err)
+            else:
+                click.echo(data.decode(errors='replace'), nl=False)
+                return
+        elif source == 'storage':
+            raise PluginError(f"{node} has no {stream} in its status.artifacts (not run yet?)")
+        else:
+            why = f"no {stream} recorded in status.artifacts"
+    job = status.get('jobName')
+    if not job:
+        raise PluginError(f"{node} has no Job yet (phase {status.get('phase') or 'Pending'})"
+                          + (f"; {why}" if why else ''))
+    if why:
+        click.echo(f"# {why}; showing the log of Job {job}'s pod", err=True)
+    click.echo(api.job_log(str(job)), nl=False)
+
+
+@cli.command()
+@click.argument('run')
+@_namespace_option
+@click.option('-o', '--output', default=None, help="File to write (default: RUN.pdf; '-' for stdout).")
+@click.option('--s3-endpoint', default=None,
+              help="Reach the run's object storage here instead of at its spec.storage.s3.endpoint.")
+@click.pass_context
+def paper(ctx: click.Context, run: str, output: str | None, s3_endpoint: str | None) -> None:
+    """Download the paper of RUN (status.paper.uri) once its writeup has finished."""
+    api = _api(ctx)
+    obj = api.get_run(run)
+    uri = ((obj.get('status') or {}).get('paper') or {}).get('uri')
+    if not uri:
+        phase = (obj.get('status') or {}).get('phase') or 'Pending'
+        raise PluginError(f"run {run} has no paper yet (phase {phase}; spec.writeup may be disabled)")
+    secret_name = ((((obj.get('spec') or {}).get('storage') or {}).get('s3') or {}).get('secretRef') or {}).get('name')
+    access = s3_access(obj, api.get_secret(secret_name) if secret_name else None, s3_endpoint)
+    data = api.read_object(access, uri)
+    if output == '-':
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    target = Path(output or f'{run}.pdf')
+    target.write_bytes(data)
+    click.echo(f"{target} ({len(data)} bytes) from {uri}")
+
+
+def _suspend(ctx: click.Context, run: str, value: bool) -> None:
+    api = _api(ctx)
+    patched = api.set_suspend(run, value)
+    phase = (patched.get('status') or {}).get('phase') or 'Pending'
+    if value:
+        click.echo(f"researchrun {run} suspended: no new node starts; running nodes finish (phase {phase})")
+    else:
+        click.echo(f"researchrun {run} resumed (phase {phase})")
+
+
+@cli.command()
+@click.argument('run')
+@_namespace_option
+@click.pass_context
+def suspend(ctx: click.Context, run: str) -> None:
+    """Stop RUN from starting new nodes (spec.suspend=true); running nodes finish and are kept."""
+    _suspend(ctx, run, True)
+
+
+@cli.command()
+@click.argument('run')
+@_namespace_option
+@click.pass_context
+def resume(ctx: click.Context, run: str) -> None:
+    """Let RUN start nodes again (spec.suspend=false)."""
+    _suspend(ctx, run, False)
+
+
+def main() -> None:
+    """The ``kubectl-scientist`` console script."""
+    cli(prog_name='kubectl scientist')
