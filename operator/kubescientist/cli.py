@@ -6,11 +6,12 @@ import asyncio
 import json
 import pathlib
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import click
 from rich.console import Console
 
+from kubescientist.adapters.local.agent import PaperAgent, llm_enabled
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.progress import RichReporter
 from kubescientist.adapters.local.rundir import RunDir
@@ -22,11 +23,12 @@ from kubescientist.agent.errors import AgentError
 from kubescientist.agent.ideas import Ideator, load_ideas, merge_ideas, parse_topic
 from kubescientist.agent.literature import source_from_env
 from kubescientist.agent.llm import LLMClient
+from kubescientist.agent.reviewing import DEFAULT_REFLECTIONS
 from kubescientist.core.journal import Journal
 from kubescientist.paper import LatexBuildError, RecordsError, ToolMissing, load_literature, write_paper
-from kubescientist.review import BenchError, DecisionRule, SubmissionError, bench
+from kubescientist.review import BenchError, DecisionRule, ReviewReport, SubmissionError, bench
 from kubescientist.review import review as review_paper
-from kubescientist.core.spec import LLMSettings
+from kubescientist.core.spec import LLMSettings, RunSpec
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -67,27 +69,83 @@ def run(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool) -> None:
                   highlight=False)
     console.print(("[green]" if journal.phase == "succeeded" else "[red]") + describe(summary) + "[/]",
                   highlight=False)
+    accounts = summary.get("llm")
     if runner.spec.writeup:
-        _write_and_review(console, runner.run_dir.root, review=runner.spec.review)
-    if "llm" in summary:
-        console.print(describe_llm(summary["llm"]), highlight=False)
+        accounts = _write_and_review(console, runner.run_dir.root, runner.spec, review=runner.spec.review) \
+            or accounts
+    if accounts:
+        console.print(describe_llm(accounts), highlight=False)
     if journal.phase != "succeeded":
         sys.exit(EXIT_FAILED)
 
 
-def _write_and_review(console: Console, run_dir: pathlib.Path, review: bool) -> None:
-    """The last steps of a run: the paper, then its review. A missing LaTeX skips them; the run still counts."""
+def _write_and_review(console: Console, run_dir: pathlib.Path, spec: RunSpec, review: bool) -> dict[str, Any] | None:
+    """The last steps of a run: the paper, then its review, by the run's writeup and review models where
+    spec.llm names them (else offline). A missing LaTeX skips them; the run still counts. Returns the LLM
+    accounts, search included, when a model took part (they are saved in llm.json and summary.json)."""
+    def say(text: str) -> None:
+        console.print(text, highlight=False)
+
+    agent = _paper_agent(say, run_dir, spec)
     try:
-        paper = write_paper(run_dir)
-    except ToolMissing as exc:
-        console.print(f"[yellow]paper skipped[/]: {exc}", highlight=False)
-        return
-    except LatexBuildError as exc:
-        console.print(f"[red]paper failed[/]: {exc}", highlight=False)
-        return
-    console.print(f"paper: {paper.describe()}", highlight=False)
-    if review:
-        console.print(f"review: {review_paper(run_dir).describe()} -> {run_dir / 'review.json'}", highlight=False)
+        try:
+            paper = agent.write_paper() if agent is not None else write_paper(run_dir)
+        except ToolMissing as exc:
+            say(f"[yellow]paper skipped[/]: {exc}")
+            return None
+        except LatexBuildError as exc:
+            say(f"[red]paper failed[/]: {exc}")
+            return None
+        say(f"paper: {paper.describe()}")
+        if review:
+            say(f"review: {_review(say, run_dir, agent).describe()} -> {run_dir / 'review.json'}")
+    finally:
+        accounts = _close(agent)
+    return accounts
+
+
+def _run_spec(run_dir: pathlib.Path) -> RunSpec | None:
+    """The spec a run folder was run with (its run.yaml); None for a folder without a readable one."""
+    path = RunDir(run_dir).manifest
+    if not path.is_file():
+        return None
+    try:
+        return load_run(path)[0].spec
+    except ManifestError:
+        return None
+
+
+def _paper_agent(say: Callable[[str], None], run_dir: pathlib.Path, spec: RunSpec | None) -> PaperAgent | None:
+    """The run's LLM for its paper and review, on the run's accounts; None offline (no spec.llm, or one
+    that cannot be set up, which is said)."""
+    if spec is None or not llm_enabled(spec):
+        return None
+    try:
+        return PaperAgent(spec, RunDir(run_dir))
+    except AgentError as exc:
+        say(f"LLM not used for the paper and review: spec.llm: {exc}")
+        return None
+
+
+def _review(say: Callable[[str], None], target: pathlib.Path, agent: PaperAgent | None, *,
+            reflections: int = DEFAULT_REFLECTIONS, page_limit: int | None = None) -> ReviewReport:
+    """The model review where the run has a review model, else (or when the model cannot finish: a cap, the
+    endpoint) the rubric review, which says what it is."""
+    if agent is not None and agent.model("review") is not None:
+        try:
+            return agent.review(target, reflections=reflections, page_limit=page_limit)
+        except AgentError as exc:
+            say(f"model review failed ({exc}); the rubric review instead")
+    return review_paper(target, page_limit=page_limit)
+
+
+def _close(agent: PaperAgent | None) -> dict[str, Any] | None:
+    if agent is None:
+        return None
+    try:
+        return agent.save()
+    finally:
+        agent.close()
 
 
 @main.command()
@@ -141,32 +199,50 @@ def tree(run_dir: pathlib.Path, html_path: pathlib.Path | None) -> None:
               help="A literature JSON file ({\"papers\": [...]}) to cite, besides RUN_DIR/literature.json.")
 @click.option("--page-limit", type=click.IntRange(min=1), default=8, show_default=True,
               help="Pages of main text allowed (references and appendix excluded).")
-def writeup(run_dir: pathlib.Path, literature: pathlib.Path | None, page_limit: int) -> None:
-    """Write RUN_DIR's paper from its records, compiled to RUN_DIR/paper/paper.pdf with its sources."""
+@click.option("--offline", is_flag=True, help="Write without a model even where the run's spec.llm names one.")
+def writeup(run_dir: pathlib.Path, literature: pathlib.Path | None, page_limit: int, offline: bool) -> None:
+    """Write RUN_DIR's paper, compiled to RUN_DIR/paper/paper.pdf with its sources: by the run's writeup
+    model where its spec.llm names one (the calls join the run's LLM accounts), else from its records."""
+    agent = None if offline else _paper_agent(click.echo, run_dir, _run_spec(run_dir))
+    references = load_literature(literature) if literature else ()
     try:
-        result = write_paper(run_dir, literature=load_literature(literature) if literature else (),
-                             page_limit=page_limit)
+        result = agent.write_paper(literature=references, page_limit=page_limit) if agent is not None else \
+            write_paper(run_dir, literature=references, page_limit=page_limit)
     except (RecordsError, ToolMissing) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     except LatexBuildError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    finally:
+        accounts = _close(agent)
     click.echo(result.describe())
+    if accounts:
+        click.echo(describe_llm(accounts))
 
 
 @main.command("review")
 @click.argument("target", type=click.Path(exists=True, path_type=pathlib.Path))
 @click.option("--page-limit", type=click.IntRange(min=1), default=None,
               help="Pages of main text allowed (default: the writer's limit, else 8).")
-def review_command(target: pathlib.Path, page_limit: int | None) -> None:
-    """Review PAPER.pdf or RUN_DIR's paper; writes review.json (offline: a rubric review, labelled as such)."""
+@click.option("--reflections", type=click.IntRange(0, 10), default=DEFAULT_REFLECTIONS, show_default=True,
+              help="Reflection rounds per model reviewer.")
+@click.option("--offline", is_flag=True, help="The rubric review even where the run's spec.llm names a model.")
+def review_command(target: pathlib.Path, page_limit: int | None, reflections: int, offline: bool) -> None:
+    """Review PAPER.pdf or RUN_DIR's paper; writes review.json. The run's spec.reviewers review models and an
+    area chair review where its spec.llm names a review model; else (offline) a rubric review, labelled as such."""
+    run_dir = target if target.is_dir() else target.resolve().parent.parent
+    agent = None if offline else _paper_agent(click.echo, run_dir, _run_spec(run_dir))
     try:
-        report = review_paper(target, page_limit=page_limit)
+        report = _review(click.echo, target, agent, reflections=reflections, page_limit=page_limit)
     except SubmissionError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    finally:
+        accounts = _close(agent)
     click.echo(report.describe())
+    if accounts:
+        click.echo(describe_llm(accounts))
 
 
 @main.command("review-bench")

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from tests.llmserver.server import Call, Responder
+from tests.llmserver.writeup import WRITEUP_RESPONDERS
 
 PROGRAM = '''\
 """Synthetic experiment written by the scripted test model ({tag})."""
@@ -151,4 +152,5 @@ DEFAULT_RESPONDERS: dict[str, Responder] = {
     **{a: _code for a in ("draft", "debug", "improve", "tune", "variant", "ablate")},
     "review_node": _review, "select_best": _select, "stage_complete": _stage, "plot_feedback": _plots,
     "ideation": _ideation, "reflection": _ideation, "novelty": _novelty,
+    **WRITEUP_RESPONDERS,  # the paper's sections, LaTeX fixes, reviews (tests/llmserver/writeup.py)
 }

@@ -16,7 +16,8 @@ from typing import Any
 import jinja2
 
 ACTIONS = ("draft", "debug", "improve", "tune", "variant", "ablate", "review_node", "select_best",
-           "stage_complete", "ideation", "reflection", "novelty", "plot_feedback", "repair")
+           "stage_complete", "ideation", "reflection", "novelty", "plot_feedback", "repair",
+           "write_section", "fix_latex", "review_paper", "reflect_review", "meta_review")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The local runner's LLM side: the proposer, node reviews, plot feedback, the accounts and the agent's log.
+"""The local runner's LLM side: the proposer, node reviews, plot feedback, the accounts and the agent's log;
+and the writeup and review of a finished run (``PaperAgent``).
 
 The runner is synchronous; the agent is async. One event loop (``asyncio.Runner``) serves every call, so
 the openai client's connections are reused. Node outputs are read here and handed to the agent as text.
@@ -10,23 +11,28 @@ import asyncio
 import logging
 import pathlib
 import shutil
-from typing import Any, Mapping
+from typing import Any, Coroutine, Mapping, Sequence, TypeVar
 
 from experiment_runtime.template import load_template
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.agent.config import from_settings
 from kubescientist.agent.context import Idea, NodeOutput, ResearchContext, TemplateCode
-from kubescientist.agent.errors import AgentError, BudgetExceeded, LLMUnavailable
+from kubescientist.agent.errors import AgentError, BudgetExceeded, ConfigError, LLMUnavailable
 from kubescientist.agent.ideas import find_idea, load_ideas
 from kubescientist.agent.llm import LLMClient
 from kubescientist.agent.program import program_files
 from kubescientist.agent.proposer import LLMProposer, plan_subject
+from kubescientist.agent.reviewing import DEFAULT_REFLECTIONS, review_team
+from kubescientist.agent.roles import Role
+from kubescientist.agent.writeup import LLMLatexFixer, LLMSectionWriter
 from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Journal, Node, Outcome, StageRecord
 from kubescientist.core.plan import Plan, Proposal
 from kubescientist.core.searchspace import SearchSpace
 from kubescientist.core.spec import RunSpec
+from kubescientist.paper import PaperResult, Reference, awrite_paper
+from kubescientist.review import ReviewReport, areview
 
 OUTPUT_TAIL_BYTES = 64 * 1024
 """How much of a node's stdout and stderr is read for the agent (prompts cut further)."""
@@ -73,6 +79,19 @@ def _tail(path: pathlib.Path) -> str:
         return ""
 
 
+T = TypeVar("T")
+
+
+def _agent_log(path: pathlib.Path) -> logging.Handler:
+    """The agent's log lines, appended to the run's ``llm.log``."""
+    handler = logging.FileHandler(path, delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("kubescientist.agent")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler
+
+
 class LocalAgent:
     def __init__(self, spec: RunSpec, manifest_dir: pathlib.Path, run_dir: RunDir,
                  template: TemplateCode | None, *, resume: bool) -> None:
@@ -87,11 +106,7 @@ class LocalAgent:
         self.proposer = LLMProposer(self.client, context, self.output)
         self._loop = asyncio.Runner()
         # Opened on the first record: the run folder may not exist yet.
-        self._log = logging.FileHandler(run_dir.llm_log, delay=True)
-        self._log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger = logging.getLogger("kubescientist.agent")
-        logger.addHandler(self._log)
-        logger.setLevel(logging.INFO)
+        self._log = _agent_log(run_dir.llm_log)
 
     def close(self) -> None:
         self._loop.run(self.client.aclose())
@@ -174,4 +189,72 @@ class LocalAgent:
         return self.ledger.to_dict()
 
 
-__all__ = ["AgentStopped", "LocalAgent", "llm_enabled", "template_code"]
+class PaperAgent:
+    """The LLM side of a run's writeup and review: the paper's sections and LaTeX fixes by the ``writeup``
+    model, the review ensemble and area chair by the ``review`` model.
+
+    It continues the run's accounts: ``llm.json`` is read back (as on resume), so the caps of ``spec.llm``
+    hold across search, writeup and review, and ``save`` writes every call, the search's and its own, back
+    with the accounts (and into ``summary.json``). The search's ``LocalAgent`` is closed with its loop when
+    the search ends, and ``kubescientist writeup``/``review`` run without one: both open this instead.
+    A role without a model (``spec.llm.models.writeup``/``review``, else ``$KUBESCIENTIST_LLM_MODEL``)
+    stays offline.
+    """
+
+    def __init__(self, spec: RunSpec, run_dir: RunDir) -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self.client = LLMClient(from_settings(spec.llm))
+        self._earlier: list[Any] = []
+        if run_dir.llm_calls.exists():
+            saved = read_json(run_dir.llm_calls)
+            self.client.ledger.restore(saved.get("accounts", {}))
+            self._earlier = list(saved.get("calls", []))
+        self._loop = asyncio.Runner()
+        self._log = _agent_log(run_dir.llm_log)
+
+    def model(self, role: Role) -> str | None:
+        try:
+            return self.client.config.model_for(role)
+        except ConfigError:
+            return None
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run(work)
+
+    def write_paper(self, *, literature: Sequence[Reference] = (), page_limit: int = 8) -> PaperResult:
+        """The run's paper, written by the ``writeup`` model (sections the model cannot write are written
+        offline, and the paper says which); offline when the role has no model."""
+        if self.model("writeup") is None:
+            return self.run(awrite_paper(self.run_dir.root, literature=literature, page_limit=page_limit))
+        return self.run(awrite_paper(self.run_dir.root, writer=LLMSectionWriter(self.client),
+                                     fixer=LLMLatexFixer(self.client), literature=literature,
+                                     page_limit=page_limit))
+
+    def review(self, target: pathlib.Path | None = None, *, reflections: int = DEFAULT_REFLECTIONS,
+               page_limit: int | None = None) -> ReviewReport:
+        """The review of the run's paper (or ``target``) by ``spec.reviewers`` model reviewers and an area
+        chair. Raises ``AgentError`` when the model cannot finish it (the caller falls back to the rubric)."""
+        if self.model("review") is None:
+            raise ConfigError("spec.llm.models.review: no review model")
+        reviewers, chair = review_team(self.client, max(1, self.spec.reviewers))
+        return self.run(areview(target or self.run_dir.root, reviewers=reviewers, chair=chair,
+                                reflections=reflections, page_limit=page_limit))
+
+    def save(self) -> dict[str, Any]:
+        """Write the accounts and every call to ``llm.json`` and the accounts into ``summary.json``."""
+        accounts = self.client.ledger.to_dict()
+        write_json(self.run_dir.llm_calls, {"accounts": accounts,
+                                            "calls": self._earlier + [c.to_dict() for c in self.client.ledger.calls]})
+        if self.run_dir.summary.exists():
+            write_json(self.run_dir.summary, {**read_json(self.run_dir.summary), "llm": accounts})
+        return accounts
+
+    def close(self) -> None:
+        self._loop.run(self.client.aclose())
+        self._loop.close()
+        logging.getLogger("kubescientist.agent").removeHandler(self._log)
+        self._log.close()
+
+
+__all__ = ["AgentStopped", "LocalAgent", "PaperAgent", "llm_enabled", "template_code"]
