@@ -20,10 +20,11 @@ from typing import Any
 
 from experiment_runtime import load_template
 from experiment_runtime.pod import TransferError, unpack
-from kubescientist.adapters.kube import naming, statuses
+from kubescientist.adapters.kube import agent as llm, naming, statuses
 from kubescientist.adapters.kube.clients import Kube
 from kubescientist.adapters.kube.storage import S3Config, Store
-from kubescientist.adapters.kube.templates import Code, RunTemplate, materialise
+from kubescientist.adapters.kube.templates import Code, RunTemplate, TemplateProblem, materialise, template_free
+from kubescientist.adapters.local.agent import template_code
 from kubescientist.adapters.templates import search_space_of
 from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Journal
@@ -66,18 +67,25 @@ class RunState:
     """Journal events already turned into Kubernetes Events."""
     records: bool = False
     """Whether the records the writeup reads are in object storage."""
+    agent: llm.KubeAgent | None = None
+    """The run's LLM agent (None for an offline run): proposals, node reviews, stage judgements."""
+    llm_stopped: str | None = None
+    """Why no new LLM work starts (a cap reached, the endpoint gone), once that happened."""
 
     @property
     def journal(self) -> Journal:
         return self.engine.journal
 
     def save_journal(self) -> None:
+        if self.agent is not None:
+            self.agent.save()
         self.store.put_json(self.store.run_key('journal.json'), self.journal.to_dict())
 
     def save(self) -> None:
         self.store.put_json(self.store.run_key('state.json'), {
             'uid': self.uid, 'startTime': self.start_time, 'records': self.records,
-            'template': {'sha256': self.template.code.sha256, 'key': self.template.code.key},
+            'template': {'sha256': self.template.code.sha256, 'key': self.template.code.key}
+            if self.template.code is not None else None,
             'writeup': self.writeup.to_dict(), 'review': self.review.to_dict()})
 
 
@@ -110,13 +118,35 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
         saved = None  # a new run, or an older run of the same name: start afresh
     journal_data = store.get_json(store.run_key('journal.json')) if saved else None
     journal = Journal.from_dict(journal_data) if journal_data else Journal()
+    idea = None
+    if llm.llm_enabled(spec):
+        try:
+            idea = llm.resolve_idea(run, spec, kube)
+        except llm.AgentProblem as err:
+            raise Stalled(str(err)) from None
     if saved and saved.get('template'):
         template = reload_template(store, saved['template'])
+    elif spec.template is None and idea is not None:
+        template = template_free(idea.title)
+    elif spec.template is None:
+        raise TemplateProblem("spec.template: absent, so the run is template-free and needs an LLM to write code; "
+                              "set spec.llm (baseURL, models), or spec.template.configMapRef or s3 to run offline")
     else:
         template = materialise(spec.template, store, lambda cm: kube.get('v1', 'configmaps', namespace, cm),
                                lambda bucket, key: store.get(key, bucket))
+    agent = None
+    if idea is not None:
+        try:
+            code = template_code(template.root, template.space) if template.template is not None else None
+            agent = llm.build(run, spec, kube, store, idea, code)
+        except llm.AgentProblem as err:
+            template.close()
+            raise Stalled(str(err)) from None
     running = [n.id for n in journal.nodes.values() if n.status == 'running']
-    engine = Engine(spec, journal)
+    # With an LLM, it judges each stage's best (and whether a stage met its goal early), as in local runs.
+    engine = Engine(spec, journal, judged=agent is not None)
+    if agent is not None:
+        agent.journal = journal
     # The engine reruns what was running when its process died; here those nodes still run in the
     # cluster, and each pass reattaches them to their Jobs (or creates the Job the crash prevented).
     for node_id in running:
@@ -132,6 +162,8 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
                                        statuses.Step() if spec.review and spec.writeup else disabled),
         events_seen=len(journal.events),
         records=bool(saved and saved.get('records')),
+        agent=agent,
+        llm_stopped=agent.ledger.stopped if agent is not None else None,
     )
     for obj in kube.list(naming.API_VERSION, naming.NODES, namespace, naming.run_selector(name)):
         state.node_uids[obj['metadata']['name']] = obj['metadata']['uid']
@@ -139,7 +171,7 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
     if not saved:
         state.save()
     log.info("run %s/%s loaded: %d nodes, %d running, template %s", namespace, name, len(journal.nodes),
-             len(running), template.code.hash)
+             len(running), template.label)
     return state
 
 

@@ -35,7 +35,9 @@ from kubescientist.adapters.kube.config import Settings
 from kubescientist.adapters.kube.persistence import RunState
 from kubescientist.adapters.kube.storage import S3Config, Store, StorageError
 from kubescientist.adapters.kube.templates import TemplateProblem
+from kubescientist.adapters.local.agent import AgentStopped
 from kubescientist.core.journal import Node, Outcome
+from kubescientist.core.plan import Plan, Proposal
 from kubescientist.core.spec import RunSpec, run_spec_from_dict
 from kubescientist.core.summary import node_counts
 
@@ -83,6 +85,8 @@ class Reconciler:
         state = self.runs.pop((namespace, name), None)
         if state is not None:
             state.template.close()
+            if state.agent is not None:
+                state.agent.close()
 
     # -- the pass --------------------------------------------------------------------------------------
 
@@ -129,6 +133,8 @@ class Reconciler:
         launches = self._fill(state, step, now)
         if step.changed:
             state.save_journal()
+        elif state.agent is not None:
+            state.agent.save()  # LLM calls that changed no journal entry (a stage goal not met) still cost
         self._materialise(run, state, step, launches)
         if state.engine.done and state.journal.phase == 'succeeded':
             self._publish(run, state, step)
@@ -136,7 +142,9 @@ class Reconciler:
         self._post_events(run, state, step)
         view = statuses.RunView(spec=spec, journal=state.journal, best=state.engine.best(), writeup=state.writeup,
                                 review=state.review, start_time=state.start_time,
-                                stalled='; '.join(step.stalled) or None)
+                                stalled='; '.join(step.stalled) or None,
+                                llm=state.agent.accounts() if state.agent is not None else None,
+                                llm_stopped=state.llm_stopped)
         self._write_run_status(run, view, previous, generation, now)
         phase, _ = statuses.run_phase(view)
         self._observe(namespace, name, state, phase, now)
@@ -179,6 +187,9 @@ class Reconciler:
                 outcome = adopted_outcome(step.nodes.get(node_name), attempt)
             if outcome is None:
                 continue
+            if state.agent is not None:
+                # The LLM reads the node's uploaded stdout/stderr and may overrule the mechanical verdict.
+                outcome = state.agent.review(node, attempt, outcome)
             outcome.details.update({'job': job_name, 'attempt': attempt,
                                     'artifacts': state.store.uri(state.store.node_key(node.id, attempt))})
             for key, value in (('startedAt', observation.started_at), ('finishedAt', observation.finished_at)):
@@ -238,13 +249,25 @@ class Reconciler:
         running = sum(1 for n in state.journal.nodes.values() if n.status == 'running')
         launches: list[Node] = []
         while running < state.spec.search.parallelism:
+            self._judge(state, step)
             node = engine.next_pending()
             if node is None:
                 plan = engine.plan(elapsed)
                 if plan is None:
+                    if state.agent is not None and engine.awaiting_judgement() is not None:
+                        continue  # judged at the top of the loop
                     break
-                proposal = None if plan.config is not None else state.proposer.propose(plan, state.journal)
+                try:
+                    proposal = None if plan.config is not None else self._propose(state, plan)
+                except AgentStopped as exc:
+                    # No new LLM work: the plan is dropped, nothing new starts, running nodes finish.
+                    self._agent_stopped(state, step, str(exc))
+                    engine.release(plan)
+                    engine.stop(str(exc))
+                    break
                 node = engine.commit(plan, proposal)
+                if state.agent is not None:
+                    state.agent.committed(plan, node)
                 step.changed = True
                 if node is None:
                     continue
@@ -254,6 +277,46 @@ class Reconciler:
             launches.append(node)
             running += 1
         return launches
+
+    def _propose(self, state: RunState, plan: Plan) -> Proposal | None:
+        if state.agent is not None:
+            return state.agent.propose(plan, state.journal)
+        return state.proposer.propose(plan, state.journal)
+
+    def _judge(self, state: RunState, step: Pass) -> None:
+        """The LLM's judgements the engine waits for: a stage's best; whether a stage met its goal early."""
+        agent, engine = state.agent, state.engine
+        if agent is None:
+            return
+        try:
+            record = engine.awaiting_judgement()
+            if record is not None:
+                engine.judge(record.name, *agent.select_best(engine, record))
+                step.changed = True
+            stage = engine.current_stage()
+            if stage is None or stage.name not in ('tuning', 'research') or stage.goal_met:
+                return
+            finished = [n for n in engine.journal.in_stage(stage.name) if n.outcome is not None]
+            # Asked once per new result, and only while the budget still has nodes the verdict could save.
+            if (len(finished) >= 2 and agent.goal_checked.get(stage.name) != len(finished)
+                    and len(finished) < state.spec.stage(stage.name).max_nodes):
+                agent.goal_checked[stage.name] = len(finished)
+                reason = agent.stage_complete(engine, stage)
+                if reason:
+                    engine.goal_met(stage.name, reason)
+                    step.changed = True
+        except AgentStopped as exc:
+            self._agent_stopped(state, step, str(exc))
+            engine.stop(str(exc))
+            pending = engine.awaiting_judgement()
+            if pending is not None:
+                engine.judge(pending.name, '', f"not judged: {exc}")
+
+    @staticmethod
+    def _agent_stopped(state: RunState, step: Pass, reason: str) -> None:
+        log.warning("run %s: no new LLM work: %s", state.store.run_prefix, reason)
+        state.llm_stopped = reason
+        step.changed = True
 
     def _materialise(self, run: Mapping[str, Any], state: RunState, step: Pass, launches: list[Node]) -> None:
         """Create what the (saved) journal implies and the API lacks: ExperimentNodes, then Jobs."""

@@ -149,6 +149,10 @@ class RunView:
     """Why the run cannot go on without help (image pull failure, a bad template, no storage)."""
     problem: str | None = None
     """A failure that ends the run before or outside the search."""
+    llm: Mapping[str, Any] | None = None
+    """The run's LLM accounts (``Ledger.to_dict``); None for an offline run."""
+    llm_stopped: str | None = None
+    """Why no new LLM work starts (a cap reached, the endpoint gone), once that happened."""
 
 
 def run_phase(view: RunView) -> tuple[RunPhase, str]:
@@ -212,8 +216,11 @@ def run_status(view: RunView, run_name: str, previous: Mapping[str, Any], genera
         if best is not None:
             status['bestNode'] = {**best, 'name': naming.node_name(run_name, best['name'])}
         gpu_seconds = sum((n.outcome.duration_seconds or 0.0) for n in journal.nodes.values() if n.outcome)
-        status['cost'] = {'gpuSeconds': round(gpu_seconds * view.spec.resources.gpus, 3), 'promptTokens': 0,
-                          'completionTokens': 0, 'usd': 0.0}
+        total = (view.llm or {}).get('total') or {}
+        status['cost'] = {'gpuSeconds': round(gpu_seconds * view.spec.resources.gpus, 3),
+                          'promptTokens': int(total.get('promptTokens') or 0),
+                          'completionTokens': int(total.get('completionTokens') or 0),
+                          'usd': round(float(total.get('usd') or 0.0), 6)}
         if not message:
             message = _run_message(view, phase, counts, best)
     elif view.stalled and not message:
@@ -252,6 +259,12 @@ def run_status(view: RunView, run_name: str, previous: Mapping[str, Any], genera
         cond('Stalled', view.stalled is not None, 'CannotProceed' if view.stalled else 'AsExpected',
              view.stalled or 'no problem seen'),
     ]
+    if view.llm_stopped:
+        # Why the search started no new node (a cap, the endpoint): in the condition and the message.
+        status['conditions'].append(cond('LLMStopped', True, 'LLMBudgetExceeded' if 'cap reached' in
+                                         view.llm_stopped else 'LLMUnavailable', view.llm_stopped))
+        if view.llm_stopped not in status['message']:
+            status['message'] = _clip(f"{message}; no new LLM work: {view.llm_stopped}", MAX_MESSAGE)
     if searching and view.stalled:
         status['message'] = _clip(f"stalled: {view.stalled}", MAX_MESSAGE)
     return status

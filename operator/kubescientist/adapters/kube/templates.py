@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import json
 import pathlib
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from experiment_runtime import Template, TemplateError, load_template
 from experiment_runtime.pod import TransferError, pack, unpack
 from kubescientist.adapters.kube.storage import Store
 from kubescientist.adapters.templates import search_space_of
+from kubescientist.agent.program import program_files
 from kubescientist.core.journal import NodeConfig
 from kubescientist.core.searchspace import SearchSpace
 from kubescientist.core.spec import TemplateRef
@@ -54,27 +56,41 @@ class RunTemplate:
 
     root: pathlib.Path
     """The unpacked folder (operator-private)."""
-    template: Template
-    """The data side's view of it."""
+    template: Template | None
+    """The data side's view of it; None for a template-free run (the LLM writes every program)."""
     space: SearchSpace
     """The engine's view of its search space."""
-    code: Code
-    """The template's own tarball."""
+    code: Code | None
+    """The template's own tarball; None for a template-free run."""
     variants: dict[str, Code] = dataclasses.field(default_factory=dict)
     """Tarballs of changed programs, by program hash."""
+    description: str = ''
+    """What a template-free program's generated manifest says it is (the idea's title)."""
 
     def code_for(self, config: NodeConfig, store: Store) -> Code:
-        """The code a node runs: the template's, or the template with its entrypoint replaced by ``config.code``."""
-        if config.code is None:
+        """The code a node runs: the template's, or the template with its entrypoint replaced by ``config.code``;
+        template-free, the node's program with its generated manifest (the files the local runner writes)."""
+        if self.template is None:
+            files = program_files(config, None, self.description)  # ValueError for a node without code
+        elif config.code is None:
+            assert self.code is not None
             return self.code
-        key = hashlib.sha256(config.code.encode()).hexdigest()
+        else:
+            files = {self.template.entrypoint: config.code}
+        key = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
         if key not in self.variants:
             with tempfile.TemporaryDirectory(prefix='ks-code-') as tmp:
                 folder = pathlib.Path(tmp) / 'code'
                 shutil.copytree(self.root, folder)
-                (folder / self.template.entrypoint).write_text(config.code, encoding='utf-8')
+                for name, text in files.items():
+                    (folder / name).write_text(text, encoding='utf-8')
                 self.variants[key] = store_code(pack(folder), store)
         return self.variants[key]
+
+    @property
+    def label(self) -> str:
+        """The template's code hash, or what a template-free run has instead (for logs)."""
+        return self.code.hash if self.code is not None else 'none (template-free)'
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -98,12 +114,18 @@ def files_from_config_map(config_map: Mapping[str, Any], name: str) -> dict[str,
     return files
 
 
+def template_free(description: str) -> RunTemplate:
+    """A template-free run's stand-in: an empty folder each node's program is written into."""
+    root = pathlib.Path(tempfile.mkdtemp(prefix='ks-template-'))
+    return RunTemplate(root=root, template=None, space=SearchSpace(), code=None, description=description)
+
+
 def materialise(ref: TemplateRef | None, store: Store, read_config_map: Callable[[str], Mapping[str, Any] | None],
                 read_s3: Callable[[str, str], bytes | None]) -> RunTemplate:
     """Unpack the run's template into a private folder, check it, store its tarball."""
     if ref is None:
         raise TemplateProblem("spec.template: absent, so the run is template-free and needs an LLM to write code; "
-                              "the operator runs templates only so far: set spec.template.configMapRef or s3")
+                              "set spec.llm, or spec.template.configMapRef or s3")
     root = pathlib.Path(tempfile.mkdtemp(prefix='ks-template-'))
     try:
         if ref.config_map is not None:
