@@ -11,7 +11,8 @@ from typing import Any, Callable
 import click
 from rich.console import Console
 
-from kubescientist.adapters.local.agent import PaperAgent, llm_enabled
+from kubescientist.adapters.llm import llm_enabled
+from kubescientist.adapters.local.agent import PaperAgent
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.progress import RichReporter
 from kubescientist.adapters.local.rundir import RunDir

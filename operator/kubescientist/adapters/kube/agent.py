@@ -24,7 +24,7 @@ from typing import Any
 from experiment_runtime.pod import TransferError, unpack
 from kubescientist.adapters.kube.clients import Kube
 from kubescientist.adapters.kube.storage import Store, StorageError
-from kubescientist.adapters.local.agent import MAX_PLOT_BYTES, OUTPUT_TAIL_BYTES, AgentStopped, llm_enabled
+from kubescientist.adapters.llm import MAX_PLOT_BYTES, OUTPUT_TAIL_BYTES, AgentStopped, llm_enabled
 from kubescientist.agent.config import KEY_ENV, KEY_FILE_ENV, from_settings
 from kubescientist.agent.context import Idea, NodeOutput, ResearchContext, TemplateCode
 from kubescientist.agent.errors import AgentError, BudgetExceeded, LLMUnavailable

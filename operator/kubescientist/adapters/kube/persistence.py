@@ -24,7 +24,7 @@ from kubescientist.adapters.kube import agent as llm, naming, statuses
 from kubescientist.adapters.kube.clients import Kube
 from kubescientist.adapters.kube.storage import S3Config, Store
 from kubescientist.adapters.kube.templates import Code, RunTemplate, TemplateProblem, materialise, template_free
-from kubescientist.adapters.local.agent import template_code
+from kubescientist.adapters.llm import template_code
 from kubescientist.adapters.templates import search_space_of
 from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Journal

@@ -35,7 +35,7 @@ from kubescientist.adapters.kube.config import Settings
 from kubescientist.adapters.kube.persistence import RunState
 from kubescientist.adapters.kube.storage import S3Config, Store, StorageError
 from kubescientist.adapters.kube.templates import TemplateProblem
-from kubescientist.adapters.local.agent import AgentStopped
+from kubescientist.adapters.llm import AgentStopped
 from kubescientist.core.journal import Node, Outcome
 from kubescientist.core.plan import Plan, Proposal
 from kubescientist.core.spec import RunSpec, run_spec_from_dict

@@ -13,7 +13,7 @@ import pathlib
 import shutil
 from typing import Any, Coroutine, Mapping, Sequence, TypeVar
 
-from experiment_runtime.template import load_template
+from kubescientist.adapters.llm import MAX_PLOT_BYTES, OUTPUT_TAIL_BYTES, AgentStopped
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.agent.config import from_settings
@@ -29,24 +29,9 @@ from kubescientist.agent.writeup import LLMLatexFixer, LLMSectionWriter
 from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Journal, Node, Outcome, StageRecord
 from kubescientist.core.plan import Plan, Proposal
-from kubescientist.core.searchspace import SearchSpace
 from kubescientist.core.spec import RunSpec
 from kubescientist.paper import PaperResult, Reference, awrite_paper
 from kubescientist.review import ReviewReport, areview
-
-OUTPUT_TAIL_BYTES = 64 * 1024
-"""How much of a node's stdout and stderr is read for the agent (prompts cut further)."""
-MAX_PLOT_BYTES = 4 * 1024 * 1024
-"""Larger plots are not sent to the vision model."""
-
-
-class AgentStopped(Exception):
-    """No more LLM work: the budget cap is reached or the endpoint is gone; the message says which."""
-
-
-def llm_enabled(spec: RunSpec) -> bool:
-    return spec.llm.base_url is not None or bool(spec.llm.models)
-
 
 def resolve_idea(spec: RunSpec, manifest_dir: pathlib.Path) -> Idea:
     if spec.idea.inline is not None:
@@ -60,13 +45,6 @@ def resolve_idea(spec: RunSpec, manifest_dir: pathlib.Path) -> Idea:
             raise AgentError(f"spec.idea.ideasFile.path: {file}: {exc.strerror}") from None
         return find_idea(load_ideas(text, str(file)), name, str(file))
     raise AgentError("spec.idea: only inline ideas and ideasFile work in local mode")
-
-
-def template_code(root: pathlib.Path, space: SearchSpace) -> TemplateCode:
-    template = load_template(root)
-    files = {template.entrypoint: (root / template.entrypoint).read_text()}
-    return TemplateCode(entrypoint=template.entrypoint, files=files, description=template.description, space=space,
-                        kind=template.kind)
 
 
 def _tail(path: pathlib.Path) -> str:
@@ -257,4 +235,4 @@ class PaperAgent:
         self._log.close()
 
 
-__all__ = ["AgentStopped", "LocalAgent", "PaperAgent", "llm_enabled", "template_code"]
+__all__ = ["LocalAgent", "PaperAgent"]

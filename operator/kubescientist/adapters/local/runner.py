@@ -23,7 +23,8 @@ import yaml
 
 from experiment_runtime import Limits, SandboxError, TemplateError, code_hash, execute, load_result
 from experiment_runtime import load_template, prepare_workdir
-from kubescientist.adapters.local.agent import AgentStopped, LocalAgent, llm_enabled, template_code
+from kubescientist.adapters.llm import AgentStopped, llm_enabled, template_code
+from kubescientist.adapters.local.agent import LocalAgent
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.adapters.templates import search_space_of
