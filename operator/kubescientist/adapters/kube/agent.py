@@ -24,15 +24,13 @@ from typing import Any
 from experiment_runtime.pod import TransferError, unpack
 from kubescientist.adapters.kube.clients import Kube
 from kubescientist.adapters.kube.storage import Store, StorageError
-from kubescientist.adapters.llm import MAX_PLOT_BYTES, OUTPUT_TAIL_BYTES, AgentStopped, llm_enabled
+from kubescientist.adapters.llm import MAX_PLOT_BYTES, OUTPUT_TAIL_BYTES, AgentCalls, AgentStopped, llm_enabled
 from kubescientist.agent.config import KEY_ENV, KEY_FILE_ENV, from_settings
 from kubescientist.agent.context import Idea, NodeOutput, ResearchContext, TemplateCode
-from kubescientist.agent.errors import AgentError, BudgetExceeded, LLMUnavailable
+from kubescientist.agent.errors import AgentError
 from kubescientist.agent.llm import LLMClient
-from kubescientist.agent.proposer import LLMProposer, plan_subject
-from kubescientist.core.engine import Engine
-from kubescientist.core.journal import Journal, Node, Outcome, StageRecord
-from kubescientist.core.plan import Plan, Proposal
+from kubescientist.agent.proposer import LLMProposer
+from kubescientist.core.journal import Journal, Node, Outcome
 from kubescientist.core.spec import RunSpec
 
 log = logging.getLogger('kubescientist.agent')
@@ -98,7 +96,7 @@ def client_env(key: str | None) -> dict[str, str]:
     return env
 
 
-class KubeAgent:
+class KubeAgent(AgentCalls):
     """A run's LLM agent in the operator: the local runner's calls, with outputs read from object storage."""
 
     def __init__(self, spec: RunSpec, idea: Idea, template: TemplateCode | None, key: str | None,
@@ -128,49 +126,8 @@ class KubeAgent:
 
     # -- the calls the reconcile pass makes ---------------------------------------------------------------
 
-    def propose(self, plan: Plan, journal: Journal) -> Proposal | None:
-        try:
-            return self._loop.run(self.proposer.propose(plan, journal))
-        except BudgetExceeded as exc:
-            raise AgentStopped(exc.reason) from None
-        except LLMUnavailable as exc:
-            raise AgentStopped(f"the LLM endpoint failed: {exc}") from None
-
-    def committed(self, plan: Plan, node: Node | None) -> None:
-        if node is not None:
-            self.ledger.rename(plan_subject(plan), node.id)
-
     def review(self, node: Node, attempt: int, outcome: Outcome) -> Outcome:
-        """The outcome with the LLM review (and plot feedback, with a vision model) folded in; unchanged
-        when the agent cannot work (the mechanical verdict stands; the log says why)."""
-        if outcome.infrastructure:
-            return outcome
-        output = self.read_output(node.id, attempt)
-        try:
-            review = self._loop.run(self.proposer.review_node(node, outcome, output))
-            outcome = review.apply(outcome)
-            if 'vision' in self.spec.llm.models and output.plots and not outcome.buggy:
-                feedback = self._loop.run(self.proposer.plot_feedback(node, output))
-                outcome = feedback.apply(outcome)
-        except AgentError as exc:
-            log.warning("%s: not reviewed by the LLM (%s); the run's own verdict stands", node.id, exc)
-        return outcome
-
-    def select_best(self, engine: Engine, record: StageRecord) -> tuple[str, str]:
-        candidates = [n.id for n in engine.candidates(record)]
-        try:
-            choice = self._loop.run(self.proposer.select_best(record.name, engine.journal, candidates))
-        except BudgetExceeded as exc:
-            raise AgentStopped(exc.reason) from None
-        return choice.node, f"{choice.reason} (by {choice.by})"
-
-    def stage_complete(self, engine: Engine, record: StageRecord) -> str | None:
-        budget = self.spec.stage(record.name).max_nodes
-        try:
-            verdict = self._loop.run(self.proposer.stage_complete(record.name, engine.journal, budget))
-        except BudgetExceeded as exc:
-            raise AgentStopped(exc.reason) from None
-        return verdict.reason if verdict.complete else None
+        return self.reviewed(node, outcome, self.read_output(node.id, attempt))
 
     # -- node outputs ------------------------------------------------------------------------------------
 

@@ -13,22 +13,20 @@ import pathlib
 import shutil
 from typing import Any, Coroutine, Mapping, Sequence, TypeVar
 
-from kubescientist.adapters.llm import MAX_PLOT_BYTES, OUTPUT_TAIL_BYTES, AgentStopped
+from kubescientist.adapters.llm import MAX_PLOT_BYTES, OUTPUT_TAIL_BYTES, AgentCalls
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.agent.config import from_settings
 from kubescientist.agent.context import Idea, NodeOutput, ResearchContext, TemplateCode
-from kubescientist.agent.errors import AgentError, BudgetExceeded, ConfigError, LLMUnavailable
+from kubescientist.agent.errors import AgentError, ConfigError
 from kubescientist.agent.ideas import find_idea, load_ideas
 from kubescientist.agent.llm import LLMClient
 from kubescientist.agent.program import program_files
-from kubescientist.agent.proposer import LLMProposer, plan_subject
+from kubescientist.agent.proposer import LLMProposer
 from kubescientist.agent.reviewing import DEFAULT_REFLECTIONS, review_team
 from kubescientist.agent.roles import Role
 from kubescientist.agent.writeup import LLMLatexFixer, LLMSectionWriter
-from kubescientist.core.engine import Engine
-from kubescientist.core.journal import Journal, Node, Outcome, StageRecord
-from kubescientist.core.plan import Plan, Proposal
+from kubescientist.core.journal import Node, Outcome
 from kubescientist.core.spec import RunSpec
 from kubescientist.paper import PaperResult, Reference, awrite_paper
 from kubescientist.review import ReviewReport, areview
@@ -70,7 +68,7 @@ def _agent_log(path: pathlib.Path) -> logging.Handler:
     return handler
 
 
-class LocalAgent:
+class LocalAgent(AgentCalls):
     def __init__(self, spec: RunSpec, manifest_dir: pathlib.Path, run_dir: RunDir,
                  template: TemplateCode | None, *, resume: bool) -> None:
         self.spec = spec
@@ -100,52 +98,8 @@ class LocalAgent:
                 plots.append((str(png.relative_to(folder / "plots")), png.read_bytes()))
         return NodeOutput(stdout=_tail(folder / "stdout.txt"), stderr=_tail(folder / "stderr.txt"), plots=plots)
 
-    def propose(self, plan: Plan, journal: Journal) -> Proposal | None:
-        try:
-            return self._loop.run(self.proposer.propose(plan, journal))
-        except BudgetExceeded as exc:
-            raise AgentStopped(exc.reason) from None
-        except LLMUnavailable as exc:
-            raise AgentStopped(f"the LLM endpoint failed: {exc}") from None
-
-    def committed(self, plan: Plan, node: Node | None) -> None:
-        if node is not None:
-            self.ledger.rename(plan_subject(plan), node.id)
-
     def review(self, node: Node, outcome: Outcome) -> Outcome:
-        """The outcome with the LLM review (and plot feedback, with a vision model) folded in; unchanged
-        when the agent cannot work (the mechanical verdict stands; the log says why)."""
-        log = logging.getLogger("kubescientist.agent")
-        if outcome.infrastructure:
-            return outcome
-        output = self.output(node.id)
-        try:
-            review = self._loop.run(self.proposer.review_node(node, outcome, output))
-            outcome = review.apply(outcome)
-            if "vision" in self.spec.llm.models and output.plots and not outcome.buggy:
-                feedback = self._loop.run(self.proposer.plot_feedback(node, output))
-                outcome = feedback.apply(outcome)
-        except AgentError as exc:
-            log.warning("%s: not reviewed by the LLM (%s); the run's own verdict stands", node.id, exc)
-        return outcome
-
-    def select_best(self, engine: Engine, record: StageRecord) -> tuple[str, str]:
-        """The stage's best node and why, by the LLM (it falls back to the metric itself)."""
-        candidates = [n.id for n in engine.candidates(record)]
-        try:
-            choice = self._loop.run(self.proposer.select_best(record.name, engine.journal, candidates))
-        except BudgetExceeded as exc:
-            raise AgentStopped(exc.reason) from None
-        return choice.node, f"{choice.reason} (by {choice.by})"
-
-    def stage_complete(self, engine: Engine, record: StageRecord) -> str | None:
-        """Why the stage's goal is met, if the LLM judges it is; None otherwise."""
-        budget = self.spec.stage(record.name).max_nodes
-        try:
-            verdict = self._loop.run(self.proposer.stage_complete(record.name, engine.journal, budget))
-        except BudgetExceeded as exc:
-            raise AgentStopped(exc.reason) from None
-        return verdict.reason if verdict.complete else None
+        return self.reviewed(node, outcome, self.output(node.id))
 
     def program(self, node: Node, template_root: pathlib.Path | None) -> pathlib.Path:
         """Write an LLM-written node's program folder; returns it."""
