@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email.utils
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ import httpx2
 from bibtexparser.middlewares import LatexDecodingMiddleware
 
 from kubescientist.agent.errors import AgentError
+from kubescientist.agent.retryafter import retry_after_seconds
 
 log = logging.getLogger("kubescientist.agent.literature")
 
@@ -125,7 +125,7 @@ class PoliteHTTP:
                     if response.status_code not in (429, 500, 502, 503, 504):
                         raise LiteratureError(f"{self.client.base_url}{path}: HTTP {response.status_code}: "
                                               f"{response.text[:300]}")
-                    reason, after = f"HTTP {response.status_code}", _retry_after(response.headers.get("retry-after"))
+                    reason, after = f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("retry-after"))
                 if attempt == self.attempts:
                     raise LiteratureError(f"{self.client.base_url}{path}: gave up after {attempt} attempts "
                                           f"({reason})")
@@ -139,17 +139,6 @@ class PoliteHTTP:
         raise AssertionError("unreachable")
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class SemanticScholar:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import email.utils
 import json
 import logging
 import random
@@ -27,6 +26,7 @@ from kubescientist.agent.answers import ParseError, Schema, parse_json
 from kubescientist.agent.config import LLMConfig
 from kubescientist.agent.errors import AnswerError, LLMUnavailable
 from kubescientist.agent.prompts import PromptLibrary, RenderedPrompt
+from kubescientist.agent.retryafter import retry_after_seconds
 from kubescientist.agent.roles import Role
 
 log = logging.getLogger("kubescientist.agent.llm")
@@ -265,18 +265,7 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
             return float(headers["retry-after-ms"]) / 1000
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def _transient(exc: BaseException, timeout: float) -> tuple[str, float | None] | None:

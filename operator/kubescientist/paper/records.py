@@ -17,6 +17,7 @@ import yaml
 
 from kubescientist.core.journal import Journal, Node
 from kubescientist.core.spec import InlineIdea, RunSpec, run_spec_from_dict
+from kubescientist.core.searchspace import Change
 from kubescientist.paper.citations import Reference, unique
 
 LITERATURE_FILE = "literature.json"
@@ -28,18 +29,6 @@ TEMPLATE_MANIFEST = "kubescientist.yaml"
 
 class RecordsError(Exception):
     """The folder is not a finished run: a record is missing or unreadable (the message names it)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Change:
-    """A named variant or ablation of the template, as the template describes it."""
-
-    name: str
-    """Its name in node configs."""
-    description: str
-    """What it does, in the template author's words."""
-    params: Mapping[str, Any]
-    """The parameters it sets."""
 
 
 @dataclasses.dataclass(frozen=True)
