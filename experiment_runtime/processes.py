@@ -78,7 +78,9 @@ def kill_sandbox(leader_pid: int, token: str, uid: int, timeout: float = 5.0) ->
         alive = [p for p in sandbox_processes(leader_pid, token, uid) if _running(p)]
         if not alive or time.monotonic() >= give_up_at:
             return
-        psutil.wait_procs(alive, timeout=0.05)
+        # Not psutil.wait_procs: it reaps our own children, and the caller must reap the leader itself
+        # to learn its exit status (a leader still unmapping its memory is not a zombie yet).
+        time.sleep(0.05)
 
 
 def _running(proc: psutil.Process) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import psutil
 import pytest
 from runtime_helpers import workdir
 
-from experiment_runtime import Limits, SandboxError, execute, prepare_workdir
+from experiment_runtime import Limits, SandboxError, execute, prepare_workdir, processes
 from experiment_runtime.capture import BoundedCapture
 
 
@@ -119,6 +120,23 @@ def test_sigterm_ignoring_program_gets_sigkill_after_grace(work_root: Path, pyth
     assert run.timed_out
     assert run.signal == signal.SIGKILL
     assert run.duration_seconds < 0.5 + 0.5 + 1.0
+
+
+def test_kill_sandbox_leaves_the_leader_for_its_parent_to_reap(python: str) -> None:
+    # A leader with much memory mapped is still running while it unmaps it after SIGKILL; a killer
+    # that reaped it then took the exit status the supervisor's own wait4() needs (a CI failure).
+    program = "import time; b = bytearray(1 << 29); b[::4096] = b'x' * (len(b) // 4096); print(flush=True); time.sleep(60)"
+    for _ in range(4):
+        leader = subprocess.Popen([python, "-c", program], start_new_session=True, stdout=subprocess.PIPE)
+        assert leader.stdout is not None
+        leader.stdout.readline()
+
+        processes.kill_sandbox(leader.pid, "no-token", os.getuid())
+
+        _, status, _ = os.wait4(leader.pid, 0)
+        leader.returncode = os.waitstatus_to_exitcode(status)
+        leader.stdout.close()
+        assert leader.returncode == -signal.SIGKILL
 
 
 def test_daemon_left_behind_by_a_finished_program_is_killed(work_root: Path, python: str) -> None:
