@@ -188,7 +188,7 @@ def test_no_metrics_is_buggy(work_root: Path, python: str) -> None:
     assert result.buggy_reason == "no metrics.json or final_info.json in out_dir"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the leak needs a runner that can read what the program cannot")
+@pytest.mark.root_only("the leak needs a runner that can read what the program cannot")
 def test_metrics_symlink_to_a_private_file_is_refused(work_root: Path, python: str) -> None:
     secret = work_root / "secret.json"
     secret.write_text('{"token": "root-only"}')

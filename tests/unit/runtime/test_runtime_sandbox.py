@@ -59,7 +59,7 @@ def test_root_runner_drops_to_sandbox_user(work_root: Path, python: str) -> None
         assert groups.strip() == "[]"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root runner drops to the sandbox user")
+@pytest.mark.root_only("only a root runner drops to the sandbox user")
 def test_a_uid_without_a_passwd_entry_works(work_root: Path, python: str) -> None:
     limits = Limits(deadline_seconds=10, sandbox_uid=54321, sandbox_gid=54321)
     work = workdir(work_root, limits)
@@ -70,7 +70,7 @@ def test_a_uid_without_a_passwd_entry_works(work_root: Path, python: str) -> Non
     assert run.stdout.split() == ["54321", "uid54321"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root runner drops to the sandbox user")
+@pytest.mark.root_only("only a root runner drops to the sandbox user")
 def test_unreachable_work_dir_is_a_clear_error(work_root: Path, python: str) -> None:
     private = work_root / "private"
     private.mkdir(mode=0o700)
@@ -83,7 +83,7 @@ def test_unreachable_work_dir_is_a_clear_error(work_root: Path, python: str) -> 
         prepare_workdir(work, limits)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root runner drops to the sandbox user")
+@pytest.mark.root_only("only a root runner drops to the sandbox user")
 def test_unprepared_work_dir_is_a_clear_error(work_root: Path, python: str) -> None:
     work = work_root / "work"
     work.mkdir()
