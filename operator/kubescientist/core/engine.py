@@ -8,15 +8,26 @@ It is driven from outside, one fact at a time, so that a free slot gets new work
     engine.start(node.id); ...; engine.complete(node.id, outcome)
 
 Every decision lands in the journal with its reason. The engine keeps no other state except the plans
-handed out and not yet committed, which a crash may lose harmlessly: they are planned again.
+handed out and not yet committed, which a crash may lose harmlessly: they are planned again, and indexes
+derived from the journal (rebuilt on construction and by ``update_spec``) so that ``plan``, ``commit`` and
+``complete`` cost the same at node 10 as at node 10,000.
+
+``plan`` may be called ahead of a free slot (a driver that prepares proposals while nodes run): each plan is
+reserved until committed or released, and counts against the budgets like a node.
+
+No slot idles while work is possible: when a stage has nothing new to search but its last search nodes still
+run, free slots re-evaluate the stage's leading candidates with other seeds. With seeds, a stage's best is
+the candidate with the best seed mean among its ``search.seedCandidates`` leaders, never one lucky run.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import random
 
-from kubescientist.core.journal import Journal, Node, NodeConfig, Outcome, StageRecord
-from kubescientist.core.objective import ObjectiveMissing, objective_value, sort_key
+from kubescientist.core.journal import Journal, Node, NodeConfig, NodeStatus, Outcome, StageRecord
+from kubescientist.core.objective import ObjectiveMissing, objective_value, seed_stats, sort_key
 from kubescientist.core.plan import Plan, Proposal
 from kubescientist.core.spec import STAGE_NAMES, Action, RunSpec, StageName
 from kubescientist.core.summary import run_best
@@ -36,16 +47,45 @@ class Engine:
         if not journal.stages:
             journal.stages = [StageRecord(name=name) for name in STAGE_NAMES]
             self._begin_stage(journal.stages[0], root=None)
-        # Nodes that were running when the previous process died never reported: run them again.
-        for node in journal.nodes.values():
-            if node.status == "running":
-                node.status = "pending"
+        self._rebuild()
+
+    def requeue_running(self) -> list[str]:
+        """After a restart: nodes that were running when the previous process ended never reported; they
+        run again (a driver whose nodes outlive it, like the operator's Jobs, does not call this)."""
+        again = [n for n in self.journal.unfinished() if n.status == "running"]
+        for node in again:
+            self.journal.set_status(node, "pending")
+        if again:
+            self.journal.record("requeued", f"{', '.join(n.id for n in again)}: running when the previous process "
+                                "ended; run again")
+        return [n.id for n in again]
+
+    def update_spec(self, spec: RunSpec) -> None:
+        """Take a changed spec (the manifest was edited): budgets, suspension, knobs apply from now on."""
+        if spec == self.spec:
+            self.spec = spec
+            return
+        changed = sorted(f.name for f in dataclasses.fields(spec)
+                         if f.compare and getattr(spec, f.name) != getattr(self.spec, f.name))
+        self.spec = spec
+        self.journal.record("spec-changed", f"the spec changed ({', '.join(changed)}); it applies from now on")
+        self._rebuild()
+        self._advance()
 
     # -- queries -------------------------------------------------------------------------------------
 
     @property
     def done(self) -> bool:
-        return self.journal.phase != "searching" and not self.journal.unfinished()
+        return self.journal.phase != "searching" and not self.journal.any_unfinished()
+
+    @property
+    def reserved(self) -> tuple[Plan, ...]:
+        """Plans handed out and neither committed nor released yet (proposals in the making)."""
+        return tuple(self._reserved)
+
+    def pending_count(self) -> int:
+        """Committed nodes waiting for a slot."""
+        return self.journal.pending_count()
 
     def current_stage(self) -> StageRecord | None:
         return next((s for s in self.journal.stages if s.status == "searching"), None)
@@ -55,8 +95,8 @@ class Engine:
         return next((s for s in self.journal.stages if s.status == "judging"), None)
 
     def candidates(self, record: StageRecord) -> list[Node]:
-        """The nodes a stage's best is chosen from: its good search nodes, and its root."""
-        nodes = [n for n in self.journal.in_stage(record.name) if n.good]
+        """The nodes a stage's best is chosen from: its good search nodes (in creation order), and its root."""
+        nodes = sorted((self.journal.nodes[i] for _, _, i in self._good.get(record.name, ())), key=lambda n: n.seq)
         root = self.journal.nodes.get(record.root) if record.root else None
         if root is not None and root.good:
             nodes.append(root)
@@ -64,7 +104,7 @@ class Engine:
 
     def next_pending(self) -> Node | None:
         """A committed node that is not running yet (new, or to be restarted)."""
-        return next((n for n in self.journal.nodes.values() if n.status == "pending"), None)
+        return self.journal.first_pending()
 
     def best(self) -> Node | None:
         return run_best(self.spec, self.journal)
@@ -80,12 +120,12 @@ class Engine:
             self._stop(reason)
             return None
         while True:
-            plan = self._seed_plan() or self._search_plan()
+            plan = self._seed_plan() or self._search_plan() or self._idle_slot_plan()
             if plan is not None:
                 self._reserved.append(plan)
                 return plan
             stage = self.current_stage()
-            if stage is None or not self._idle(stage.name):
+            if stage is None or stage.contenders or not self._idle(stage.name):
                 return None
             self._end_stage(stage, "nothing left to try: every parent's options are exhausted")
             self._maybe_finish()
@@ -104,23 +144,25 @@ class Engine:
         if proposal is None:
             journal.record("exhausted", f"{plan.action} of {plan.parent or 'a new draft'}: nothing new to "
                            "propose", plan.stage)
-            journal.exhausted.append([plan.parent or "", plan.action])
+            self._exhaust(plan.parent, plan.action)
             return None
         if plan.action != "seed":
-            key = proposal.config.key()
-            twin = next((n for n in journal.nodes.values() if n.action != "seed" and n.config.key() == key), None)
+            twin = journal.twin(proposal.config)
             if twin is not None:
                 # Counted as exhausted: a deterministic proposer would repeat itself for ever otherwise.
                 journal.record("duplicate", f"{plan.action} of {plan.parent or 'a new draft'}: proposal repeats "
                                f"{twin.id}, rejected; no more {plan.action} from this parent", plan.stage)
-                journal.exhausted.append([plan.parent or "", plan.action])
+                self._exhaust(plan.parent, plan.action)
                 return None
         seq = len(journal.nodes)
         node = journal.add(Node(
             id=f"n{seq:04d}", seq=seq, stage=plan.stage, action=plan.action, parent=plan.parent,
             config=proposal.config, reason=f"{plan.reason}; {proposal.summary}"))
-        if plan.action == "seed":
-            journal.stage(plan.stage).seed_nodes.append(node.id)
+        if plan.parent is not None:
+            self._forget_debuggable(plan.parent)
+        record = journal.stage(plan.stage)
+        if plan.action == "seed" and plan.parent == record.best:
+            record.seed_nodes.append(node.id)
         return node
 
     def release(self, plan: Plan) -> None:
@@ -151,15 +193,15 @@ class Engine:
     def goal_met(self, stage: StageName, reason: str) -> None:
         """A judge found the stage's goal met: no new search node; the stage ends once its nodes finish."""
         record = self.journal.stage(stage)
-        if record.status == "searching" and record.goal_met is None:
+        if record.status == "searching" and record.goal_met is None and not record.contenders:
             record.goal_met = reason
             self.journal.record("goal-met", f"stage {stage}: goal judged met ({reason})", stage)
             self._advance()
 
     def start(self, node_id: str) -> Node:
         node = self.journal.nodes[node_id]
-        node.status = "running"
         node.attempts += 1
+        self.journal.set_status(node, "running")
         return node
 
     def complete(self, node_id: str, outcome: Outcome) -> Node:
@@ -167,21 +209,25 @@ class Engine:
         node = self.journal.nodes[node_id]
         if outcome.infrastructure:
             if node.attempts < MAX_ATTEMPTS:
-                node.status = "pending"
+                self.journal.set_status(node, "pending")
                 self.journal.record("retry", f"{node.id}: infrastructure failure ({outcome.reason}); "
                                     f"attempt {node.attempts} of {MAX_ATTEMPTS}", node.stage)
                 return node
-            node.status, node.outcome = "failed", outcome
+            node.outcome = outcome
+            self.journal.set_status(node, "failed")
         elif outcome.buggy:
-            node.status, node.outcome = "buggy", outcome
+            node.outcome = outcome
+            self.journal.set_status(node, "buggy")
         else:
             try:
                 outcome.metric = objective_value(self.spec.objective, outcome.metrics)
-                node.status = "succeeded"
+                status: NodeStatus = "succeeded"
             except ObjectiveMissing as exc:
                 outcome.buggy, outcome.reason = True, f"objective not reported: {exc}"
-                node.status = "buggy"
+                status = "buggy"
             node.outcome = outcome
+            self.journal.set_status(node, status)
+        self._index(node)
         self._advance()
         return node
 
@@ -192,50 +238,110 @@ class Engine:
         goal = self.spec.stage(record.name).goal
         self.journal.record("stage-started", f"stage {record.name} starts" +
                             (f" from {root}" if root else "") + (f"; goal: {goal}" if goal else ""), record.name)
+        if root is not None:
+            self._rank_root(record)
 
     def _advance(self) -> None:
         stage = self.current_stage()
-        if stage is not None:
-            good = [n for n in self.journal.in_stage(stage.name) if n.good]
+        if stage is not None and stage.contenders:
+            self._decide(stage)
+        elif stage is not None:
             budget = self.spec.stage(stage.name).max_nodes
-            if stage.name == "initial" and good:
-                first = min(good, key=lambda n: n.seq)
-                self._end_stage(stage, f"goal met: {first.id} is a working implementation")
-            elif self._stop_reason and self._idle(stage.name):
+            idle = self._idle(stage.name)
+            if stage.name == "initial" and self._good.get("initial"):
+                first = min(self._good["initial"], key=lambda k: k[1])
+                self._end_stage(stage, f"goal met: {first[2]} is a working implementation")
+            elif self._stop_reason and idle:
                 self._end_stage(stage, f"stopped: {self._stop_reason}")
-            elif stage.goal_met and self._idle(stage.name):
+            elif stage.goal_met and idle:
                 self._end_stage(stage, f"goal met: {stage.goal_met}")
-            elif self._created(stage.name) >= budget and self._idle(stage.name):
+            elif self._created(stage.name) >= budget and idle:
                 self._end_stage(stage, f"node budget of {budget} used")
         self._maybe_finish()
 
     def _end_stage(self, record: StageRecord, reason: str) -> None:
         journal = self.journal
-        if self._stop_reason and record.name != "initial" and not any(True for _ in journal.in_stage(record.name)):
+        if self._stop_reason and record.name != "initial" and not journal.count_in_stage(record.name):
             record.status, record.end_reason = "skipped", reason
             self._skip_waiting(f"not started: {self._stop_reason}")
             return
-        if not self.candidates(record):
+        candidates = self.candidates(record)
+        if not candidates:
             record.status, record.end_reason = "failed", reason
             self._skip_waiting(f"not started: stage {record.name} failed")
             journal.record("stage-ended", f"stage {record.name} failed: no working implementation ({reason})",
                            record.name)
             self._finish("failed", f"stage {record.name} produced no working implementation: {reason}")
             return
-        if self.judged and len(self.candidates(record)) > 1:
+        if self.judged and len(candidates) > 1:
             record.status, record.end_reason = "judging", reason
             journal.record("stage-judging", f"stage {record.name}: search ends ({reason}); the judge picks the "
                            "best node", record.name)
             return
+        leaders = self._leaders(record)
+        if record.name != "initial" and len(leaders) > 1 and self.spec.seeds > 0 and not self._stop_reason:
+            record.contenders, record.end_reason = [n.id for n in leaders], reason
+            journal.record("stage-deciding", f"stage {record.name}: search ends ({reason}); the best of "
+                           f"{', '.join(record.contenders)} by seed mean over {self.spec.seeds + 1} runs each "
+                           "becomes the stage's best", record.name)
+            self._decide(record)
+            return
         self._conclude_stage(record, self._best_by_metric(record), reason)
 
-    def _best_by_metric(self, record: StageRecord) -> Node:
+    def _leaders(self, record: StageRecord) -> list[Node]:
+        """The stage's top ``seedCandidates`` nodes by their own run (its root among them)."""
+        ranked = self._frontier_all(record)
+        return ranked[:max(1, self.spec.search.seed_candidates)]
+
+    def _frontier_all(self, record: StageRecord) -> list[Node]:
+        nodes = [self.journal.nodes[i] for _, _, i in self._good.get(record.name, ())]
+        root = self.journal.nodes.get(record.root) if record.root else None
+        if root is not None and root.good:
+            nodes.append(root)
         direction = self.spec.objective.direction
-        return min(self.candidates(record), key=lambda n: (sort_key(n.metric or 0.0, direction), n.seq))
+        return sorted(nodes, key=lambda n: (sort_key(n.metric or 0.0, direction), n.seq))
+
+    def _decide(self, record: StageRecord) -> None:
+        """Conclude a stage whose contenders' seed runs have all finished: best seed mean wins."""
+        waiting = [c for c in record.contenders if self._seeds_missing(c, finished=True)]
+        if waiting and not self._stop_reason:
+            return
+        direction = self.spec.objective.direction
+        scored = []
+        for node_id in record.contenders:
+            stats = seed_stats(self._seed_values(node_id))
+            scored.append((sort_key(stats.mean, direction), self.journal.nodes[node_id].seq, node_id, stats))
+        scored.sort()
+        shown = "; ".join(f"{i} {s.mean:.6g} ± {s.stderr:.2g} (n={s.n})" for _, _, i, s in scored)
+        metric = self.spec.objective.metric
+        note = f"best by seed mean of {metric}: {shown}"
+        if waiting:
+            note += f" (seed runs of {', '.join(waiting)} cut short: {self._stop_reason})"
+        self._conclude_stage(record, self.journal.nodes[scored[0][2]], f"{record.end_reason}; {note}")
+
+    def _seed_values(self, node_id: str) -> list[float]:
+        node = self.journal.nodes[node_id]
+        runs = [node, *(n for n in self.journal.children(node_id) if n.action == "seed")]
+        return [n.metric for n in runs if n.good and n.metric is not None]
+
+    def _seeds_missing(self, node_id: str, *, finished: bool = False) -> int:
+        """How many of its ``seeds`` re-evaluations a node lacks: not yet planned (or, with ``finished``,
+        not yet finished)."""
+        runs = [n for n in self.journal.children(node_id) if n.action == "seed"]
+        have = sum(1 for n in runs if n.outcome is not None) if finished else \
+            len(runs) + sum(1 for p in self._reserved if p.action == "seed" and p.parent == node_id)
+        return max(0, self.spec.seeds - have)
+
+    def _best_by_metric(self, record: StageRecord) -> Node:
+        ranked = self._frontier_all(record)
+        assert ranked, "a stage without candidates has no best"
+        return ranked[0]
 
     def _conclude_stage(self, record: StageRecord, best: Node, reason: str) -> None:
         journal = self.journal
         record.status, record.best, record.end_reason = "done", best.id, reason
+        if best.id != record.root:
+            record.seed_nodes = [n.id for n in journal.children(best.id) if n.action == "seed"]
         kept = " (no node of this stage beat its root)" if best.id == record.root else ""
         journal.record("stage-ended", f"stage {record.name} ends ({reason}); best {best.id} "
                        f"{self.spec.objective.metric}={best.metric:.6g}{kept}", record.name)
@@ -251,7 +357,7 @@ class Engine:
                 record.status, record.end_reason = "skipped", reason
 
     def _maybe_finish(self) -> None:
-        if self.journal.phase != "searching" or self.journal.unfinished() or self._reserved:
+        if self.journal.phase != "searching" or self.journal.any_unfinished() or self._reserved:
             return
         if any(s.status in ("waiting", "searching", "judging") for s in self.journal.stages):
             return
@@ -282,55 +388,131 @@ class Engine:
             return f"total node budget of {budget.max_total_nodes} used"
         return None
 
+    # -- indexes -------------------------------------------------------------------------------------
+
+    def _rebuild(self) -> None:
+        """Derive the engine's indexes from the journal (and the spec: direction, debug depth)."""
+        self._good: dict[str, list[tuple[float, int, str]]] = {}
+        self._frontier: dict[str, list[tuple[float, int, str]]] = {}
+        self._debuggable: dict[str, list[tuple[int, str]]] = {}
+        for node in self.journal.nodes.values():
+            self._index(node)
+        for record in self.journal.stages:
+            if record.root is not None and record.status == "searching":
+                self._rank_root(record)
+
+    def _rank_root(self, record: StageRecord) -> None:
+        """A stage expands its root like its own nodes, best first."""
+        assert record.root is not None
+        if not self._exhausted(record.root, _EXPANSION.get(record.name, "")):
+            self._rank(self._frontier.setdefault(record.name, []), self.journal.nodes[record.root])
+
+    def _index(self, node: Node) -> None:
+        """File a finished search node: a good one among its stage's ranked nodes, a buggy leaf as
+        debuggable."""
+        if node.action == "seed":
+            return
+        if node.good:
+            self._rank(self._good.setdefault(node.stage, []), node)
+            if not self._exhausted(node.id, _EXPANSION.get(node.stage, "")):
+                self._rank(self._frontier.setdefault(node.stage, []), node)
+        elif (node.status == "buggy" and not self.journal.has_children(node.id)
+              and not self._exhausted(node.id, "debug")
+              and self.journal.debug_depth(node) < self.spec.search.max_debug_depth):
+            bisect.insort(self._debuggable.setdefault(node.stage, []), (node.seq, node.id))
+
+    def _rank(self, ranked: list[tuple[float, int, str]], node: Node) -> None:
+        key = (sort_key(node.metric or 0.0, self.spec.objective.direction), node.seq, node.id)
+        if key not in ranked:
+            bisect.insort(ranked, key)
+
+    def _exhaust(self, parent: str | None, action: str) -> None:
+        self.journal.exhaust(parent, action)
+        if parent is None:
+            return
+        node = self.journal.nodes[parent]
+        if action == "debug":
+            self._forget_debuggable(parent)
+        for stage, expansion in _EXPANSION.items():
+            ranked = self._frontier.get(stage)
+            if action == expansion and ranked:
+                key = (sort_key(node.metric or 0.0, self.spec.objective.direction), node.seq, node.id)
+                index = bisect.bisect_left(ranked, key)
+                if index < len(ranked) and ranked[index] == key:
+                    del ranked[index]
+
+    def _forget_debuggable(self, node_id: str) -> None:
+        node = self.journal.nodes[node_id]
+        leaves = self._debuggable.get(node.stage)
+        if leaves:
+            index = bisect.bisect_left(leaves, (node.seq, node.id))
+            if index < len(leaves) and leaves[index] == (node.seq, node.id):
+                del leaves[index]
+
     # -- selection -----------------------------------------------------------------------------------
 
     def _created(self, stage: StageName) -> int:
         reserved = sum(1 for p in self._reserved if p.stage == stage and p.action != "seed")
-        return sum(1 for _ in self.journal.in_stage(stage)) + reserved
+        return self.journal.count_in_stage(stage) + reserved
 
     def _idle(self, stage: StageName) -> bool:
         """Whether no search node of the stage is unfinished or planned."""
-        return (all(n.status in ("succeeded", "buggy", "failed") for n in self.journal.in_stage(stage))
+        return (not self.journal.unfinished_in_stage(stage)
                 and not any(p.stage == stage and p.action != "seed" for p in self._reserved))
 
     def _rng_seed(self) -> str:
         return f"{self.spec.seed}:{len(self.journal.nodes)}:{len(self._reserved)}:{len(self.journal.exhausted)}"
 
     def _exhausted(self, parent: str | None, action: str) -> bool:
-        return [parent or "", action] in self.journal.exhausted
+        return self.journal.is_exhausted(parent, action)
 
-    def _in_use(self, node_id: str) -> bool:
-        return any(True for _ in self.journal.children(node_id)) or any(p.parent == node_id for p in self._reserved)
+    def _seed_config(self, node: Node, done: int) -> NodeConfig:
+        return NodeConfig(seed=self.spec.seed + 1 + done, params=dict(node.config.params),
+                          variant=node.config.variant, ablation=node.config.ablation, code=node.config.code)
 
     def _seed_plan(self, peek: bool = False) -> Plan | None:
+        """Seed re-evaluations that are due: a concluded stage's best, a deciding stage's contenders."""
         if self.spec.seeds <= 0 or self._stop_reason:
             return None
         for record in self.journal.stages:
-            if record.best is None or record.best == record.root:
-                continue
-            planned = sum(1 for p in self._reserved if p.action == "seed" and p.stage == record.name)
-            done = len(record.seed_nodes) + planned
-            if done >= self.spec.seeds:
+            if record.contenders and record.status == "searching":
+                for rank, node_id in enumerate(record.contenders):
+                    if node_id == record.root or not self._seeds_missing(node_id):
+                        continue
+                    if peek:
+                        return Plan(record.name, "seed", node_id, "", "")
+                    return self._seed_of(record, self.journal.nodes[node_id],
+                                         f"contender {rank + 1} of {len(record.contenders)} for stage "
+                                         f"{record.name}'s best")
+            if record.best is None or record.best == record.root or not self._seeds_missing(record.best):
                 continue
             if peek:
                 return Plan(record.name, "seed", record.best, "", "")
-            best = self.journal.nodes[record.best]
-            seed = self.spec.seed + 1 + done
-            config = NodeConfig(seed=seed, params=dict(best.config.params), variant=best.config.variant,
-                                ablation=best.config.ablation, code=best.config.code)
-            return Plan(record.name, "seed", best.id,
-                        f"re-evaluate stage {record.name}'s best {best.id} with seed {seed} "
-                        f"({done + 1} of {self.spec.seeds})", self._rng_seed(), config)
+            return self._seed_of(record, self.journal.nodes[record.best], f"stage {record.name}'s best")
         return None
 
-    def _debuggable(self, stage: StageName) -> list[Node]:
-        limit = self.spec.search.max_debug_depth
-        return [n for n in self.journal.in_stage(stage)
-                if n.status == "buggy" and not self._in_use(n.id) and not self._exhausted(n.id, "debug")
-                and self.journal.debug_depth(n) < limit]
+    def _seed_of(self, record: StageRecord, node: Node, what: str) -> Plan:
+        done = self.spec.seeds - self._seeds_missing(node.id)
+        config = self._seed_config(node, done)
+        return Plan(record.name, "seed", node.id, f"re-evaluate {what} {node.id} with seed {config.seed} "
+                    f"({done + 1} of {self.spec.seeds})", self._rng_seed(), config)
+
+    def _idle_slot_plan(self) -> Plan | None:
+        """A slot that would idle while the stage's last search nodes run re-evaluates a leading candidate."""
+        stage = self.current_stage()
+        if (stage is None or stage.name == "initial" or stage.contenders or self.spec.seeds <= 0
+                or self._stop_reason or self._idle(stage.name)):
+            return None
+        leaders = [n for n in self._leaders(stage) if n.id != stage.root]
+        for rank, node in enumerate(leaders):
+            if self._seeds_missing(node.id):
+                return self._seed_of(stage, node, f"a slot would idle while stage {stage.name}'s last search "
+                                     f"nodes run: provisional leader {rank + 1} of {len(leaders)},")
+        return None
 
     def _debug_plan(self, stage: StageName, rng: random.Random, why: str) -> Plan | None:
-        leaves = self._debuggable(stage)
+        planned = {p.parent for p in self._reserved}
+        leaves = [self.journal.nodes[i] for _, i in self._debuggable.get(stage, ()) if i not in planned]
         if not leaves:
             return None
         leaf = rng.choice(leaves)
@@ -341,7 +523,8 @@ class Engine:
 
     def _search_plan(self) -> Plan | None:
         stage = self.current_stage()
-        if stage is None or stage.goal_met or self._created(stage.name) >= self.spec.stage(stage.name).max_nodes:
+        if (stage is None or stage.goal_met or stage.contenders
+                or self._created(stage.name) >= self.spec.stage(stage.name).max_nodes):
             return None
         rng = random.Random(self._rng_seed())
         name = stage.name
@@ -369,18 +552,28 @@ class Engine:
             if self._exhausted(root, "ablate"):
                 return None
             return Plan(name, "ablate", root, f"switch one component off the stage root {root}", self._rng_seed())
+        ranked = self._frontier.get(name)
+        if not ranked:
+            return None
+        parent = self.journal.nodes[ranked[0][2]]
         action: Action = "tune" if name == "tuning" else "improve"
-        direction = self.spec.objective.direction
-        ranked = [n for n in self.journal.in_stage(name) if n.good]
-        ranked.append(self.journal.nodes[root])
-        ranked.sort(key=lambda n: (sort_key(n.metric or 0.0, direction), n.seq))
-        for rank, parent in enumerate(ranked):
-            if self._exhausted(parent.id, action):
-                continue
-            assert parent.metric is not None
-            note = "best-first: the stage's best node" if rank == 0 else f"best-first: rank {rank + 1} " \
-                "(better nodes are exhausted)"
-            return Plan(name, action, parent.id, f"{note} {parent.id} "
-                        f"({self.spec.objective.metric}={parent.metric:.6g})", self._rng_seed())
-        return None
+        assert parent.metric is not None
+        better = self._good_before(name, ranked[0]) + (1 if self._root_before(stage, ranked[0]) else 0)
+        note = "best-first: the stage's best node" if better == 0 else f"best-first: rank {better + 1} " \
+            "(better nodes are exhausted)"
+        return Plan(name, action, parent.id, f"{note} {parent.id} "
+                    f"({self.spec.objective.metric}={parent.metric:.6g})", self._rng_seed())
 
+    def _good_before(self, stage: StageName, key: tuple[float, int, str]) -> int:
+        """How many good search nodes of the stage rank before ``key``."""
+        return bisect.bisect_left(self._good.get(stage, []), key)
+
+    def _root_before(self, stage: StageRecord, key: tuple[float, int, str]) -> bool:
+        root = self.journal.nodes[stage.root] if stage.root else None
+        if root is None or root.id == key[2]:
+            return False
+        return (sort_key(root.metric or 0.0, self.spec.objective.direction), root.seq, root.id) < key
+
+
+_EXPANSION: dict[str, str] = {"tuning": "tune", "research": "improve"}
+"""The action that expands a stage's ranked nodes, best first."""

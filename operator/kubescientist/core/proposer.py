@@ -8,7 +8,7 @@ already in the journal, and is deterministic given the plan's seed.
 from __future__ import annotations
 
 import random
-from typing import Any, Protocol
+from typing import Any, Collection, Protocol
 
 from kubescientist.core.journal import Journal, Node, NodeConfig
 from kubescientist.core.plan import Plan, Proposal
@@ -30,7 +30,7 @@ class OfflineProposer:
 
     def propose(self, plan: Plan, journal: Journal) -> Proposal | None:
         rng = random.Random(plan.rng_seed)
-        seen = {n.config.key() for n in journal.nodes.values() if n.action != "seed"}
+        seen = journal.config_keys()
         parent = journal.nodes[plan.parent] if plan.parent else None
         if plan.action == "draft":
             return self._draft(seen, rng)
@@ -53,7 +53,7 @@ class OfflineProposer:
             setattr(config, key, value)
         return config
 
-    def _draft(self, seen: set[Any], rng: random.Random) -> Proposal | None:
+    def _draft(self, seen: Collection[str], rng: random.Random) -> Proposal | None:
         defaults = self._config(self.space.defaults())
         if defaults.key() not in seen:
             return Proposal(defaults, "the template as written (default parameters)")
@@ -97,8 +97,8 @@ class OfflineProposer:
         return out
 
     def _apply_next(self, parent: Node, changes: tuple[Change, ...], field: str, journal: Journal,
-                    seen: set[Any]) -> Proposal | None:
-        tried = {getattr(n.config, field) for n in journal.nodes.values()}
+                    seen: Collection[str]) -> Proposal | None:
+        tried = journal.tried("variant" if field == "variant" else "ablation")
         for change in changes:
             if change.name in tried:
                 continue

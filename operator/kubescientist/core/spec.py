@@ -79,6 +79,9 @@ class SearchSettings:
     """The chance that a free slot debugs a buggy leaf instead of expanding the best node."""
     max_debug_depth: int = 3
     """The longest chain of consecutive debug attempts on one branch."""
+    seed_candidates: int = 2
+    """How many of a stage's leading nodes (by their own run) are re-evaluated with ``seeds`` seeds before
+    the stage's best is chosen by seed mean; 1 picks the best by its own run, as one lucky seed may."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +203,7 @@ def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
             parallelism=int(search.get("parallelism", 2)), drafts=int(search.get("drafts", 2)),
             debug_probability=float(search.get("debugProbability", 0.5)),
             max_debug_depth=int(search.get("maxDebugDepth", 3)),
+            seed_candidates=int(search.get("seedCandidates", 2)),
         ),
         resources=Resources(
             gpus=int(resources.get("gpus", 0)), cpu=str(resources.get("cpu", "1")),

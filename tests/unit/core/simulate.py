@@ -80,6 +80,7 @@ def run_to_end(run: RunSpec, crash: Callable[[Node], bool] = lambda n: False, *,
                stop_after: int | None = None) -> Engine:
     """Drive the engine like an adapter: refill each free slot at once, finish the oldest running node."""
     engine = Engine(run, journal or Journal())
+    engine.requeue_running()
     proposer = OfflineProposer(SPACE, run.seed)
     running: list[Node] = []
     completed = 0
@@ -143,6 +144,7 @@ class Driver:
                  on_plan: Callable[[Engine, Plan], None] | None = None) -> None:
         self.run_spec = run
         self.engine = Engine(run, journal if journal is not None else Journal())
+        self.engine.requeue_running()
         self.world: World = world or (lambda node: outcome_of(node))
         self.proposer: Proposer = proposer or OfflineProposer(SPACE, run.seed)
         self.slots = slots

@@ -28,8 +28,10 @@ def test_run_best_is_not_inflated_by_a_stage_that_kept_its_root() -> None:
             return good(0.60) if node.action == "seed" else good(0.85)
         return good(0.1)
 
+    # One seed candidate: the stage best is its best single run, the case this guards (with the default
+    # two candidates the stage keeps its root on the seed means, see test_engine_seeds).
     run = spec_with(max_nodes={"initial": 1, "tuning": 1, "research": 1, "ablation": 1},
-                    search={"drafts": 1, "debugProbability": 0.0}, seeds=2)
+                    search={"drafts": 1, "debugProbability": 0.0, "seedCandidates": 1}, seeds=2)
     driver = Driver(run, world=world, slots=1).run()
     journal = driver.journal
     assert journal.stage("research").best == journal.stage("tuning").best == "n0003"
