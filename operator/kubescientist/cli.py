@@ -13,7 +13,8 @@ from rich.console import Console
 
 from kubescientist.adapters.llm import llm_enabled
 from kubescientist.adapters.local.agent import PaperAgent
-from kubescientist.adapters.local.files import read_json, write_json
+from kubescientist.adapters.local.files import write_json
+from kubescientist.adapters.local.journal_store import JournalStore
 from kubescientist.adapters.local.progress import RichReporter
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.adapters.local.runner import LocalRunner, RunError, describe
@@ -25,7 +26,6 @@ from kubescientist.agent.ideas import Ideator, load_ideas, merge_ideas, parse_to
 from kubescientist.agent.literature import source_from_env
 from kubescientist.agent.llm import LLMClient
 from kubescientist.agent.reviewing import DEFAULT_REFLECTIONS
-from kubescientist.core.journal import Journal
 from kubescientist.paper import LatexBuildError, RecordsError, ToolMissing, load_literature, write_paper
 from kubescientist.review import BenchError, DecisionRule, ReviewReport, SubmissionError, bench
 from kubescientist.review import review as review_paper
@@ -184,7 +184,9 @@ def tree(run_dir: pathlib.Path, html_path: pathlib.Path | None) -> None:
     """Print the search tree of a local run and write its HTML visualisation."""
     folder = RunDir(run_dir)
     try:
-        journal = Journal.from_dict(read_json(folder.journal))
+        journal = JournalStore(folder.root).load()
+        if journal is None:
+            raise FileNotFoundError(f"no {folder.journal.name} and no {folder.journal_log.name}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         click.echo(f"error: {folder.journal}: not a readable journal ({exc})", err=True)
         sys.exit(EXIT_BAD_INPUT)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from kube_fakes import Cluster
+from kubescientist.adapters.kube.journal_store import read_journal
 from kubescientist.adapters.kube import naming
 from kubescientist.adapters.kube.config import Settings
 from kubescientist.adapters.kube.reconciling import Reconciler
@@ -119,8 +120,9 @@ def drive(cluster: Cluster, reconciler: Reconciler, passes: int = 60) -> dict[st
 
 
 def journal(cluster: Cluster) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(cluster.s3["runs/ns/demo/journal.json"])
-    return data
+    found = read_journal(cluster.s3.get, "runs/ns/demo/")
+    assert found is not None, "no journal saved"
+    return found[0].to_dict()
 
 
 def test_a_template_free_run_is_written_reviewed_and_judged_by_the_llm(server: ScriptedLLMServer) -> None:

@@ -1,6 +1,7 @@
 """A run's engine state: loaded from object storage when the operator (re)starts, saved after every change.
 
-``runs/<ns>/<run>/journal.json`` is the engine's journal; ``state.json`` the operator's bookkeeping: the
+``runs/<ns>/<run>/journal.json`` and ``journal/`` hold the engine's journal (a snapshot and the change records
+after it, see ``journal_store``); ``state.json`` the operator's bookkeeping: the
 run's uid (a new run with an old name starts afresh), its start time (the wall-clock budget counts from
 it), where its template's code is stored (a ConfigMap edited later does not change a running search),
 and how the writeup and review went. The operator keeps the loaded state in memory between passes and
@@ -22,6 +23,7 @@ from experiment_runtime import load_template
 from experiment_runtime.pod import TransferError, unpack
 from kubescientist.adapters.kube import agent as llm, naming, statuses
 from kubescientist.adapters.kube.clients import Kube
+from kubescientist.adapters.kube.journal_store import S3JournalStore
 from kubescientist.adapters.kube.storage import S3Config, Store
 from kubescientist.adapters.kube.templates import Code, RunTemplate, TemplateProblem, materialise, template_free
 from kubescientist.adapters.llm import template_code
@@ -59,6 +61,8 @@ class RunState:
     start_time: str
     writeup: statuses.Step
     review: statuses.Step
+    journal_store: S3JournalStore
+    """Appends the journal's changes to object storage."""
     node_uids: dict[str, str] = dataclasses.field(default_factory=dict)
     """ExperimentNode name -> uid (the owner of its Jobs)."""
     written: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -79,7 +83,7 @@ class RunState:
     def save_journal(self) -> None:
         if self.agent is not None:
             self.agent.save()
-        self.store.put_json(self.store.run_key('journal.json'), self.journal.to_dict())
+        self.journal_store.save(self.journal)
 
     def save(self) -> None:
         self.store.put_json(self.store.run_key('state.json'), {
@@ -116,8 +120,8 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
     saved = store.get_json(store.run_key('state.json'))
     if not (isinstance(saved, dict) and saved.get('uid') == uid):
         saved = None  # a new run, or an older run of the same name: start afresh
-    journal_data = store.get_json(store.run_key('journal.json')) if saved else None
-    journal = Journal.from_dict(journal_data) if journal_data else Journal()
+    journal_store = S3JournalStore(store, uid)
+    journal = (journal_store.load() if saved else None) or Journal()
     idea = None
     if llm.llm_enabled(spec):
         try:
@@ -142,15 +146,13 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
         except llm.AgentProblem as err:
             template.close()
             raise Stalled(str(err)) from None
-    running = [n.id for n in journal.nodes.values() if n.status == 'running']
+    running = [n.id for n in journal.unfinished() if n.status == 'running']
     # With an LLM, it judges each stage's best (and whether a stage met its goal early), as in local runs.
+    # Nodes that were running still run in the cluster (no requeue_running): each pass reattaches them to
+    # their Jobs (or creates the Job the crash prevented).
     engine = Engine(spec, journal, judged=agent is not None)
     if agent is not None:
         agent.journal = journal
-    # The engine reruns what was running when its process died; here those nodes still run in the
-    # cluster, and each pass reattaches them to their Jobs (or creates the Job the crash prevented).
-    for node_id in running:
-        journal.nodes[node_id].status = 'running'
     disabled = statuses.Step(phase='disabled')
     state = RunState(
         uid=uid, store=store, spec=spec, engine=engine, template=template,
@@ -160,6 +162,7 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
                                         statuses.Step() if spec.writeup else disabled),
         review=statuses.Step.from_dict(saved.get('review') if saved else None,
                                        statuses.Step() if spec.review and spec.writeup else disabled),
+        journal_store=journal_store,
         events_seen=len(journal.events),
         records=bool(saved and saved.get('records')),
         agent=agent,

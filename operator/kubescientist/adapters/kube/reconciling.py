@@ -117,7 +117,7 @@ class Reconciler:
                 return self._stalled(run, previous, generation, str(err), spec)
             self.runs[(namespace, name)] = state
         state.spec = spec
-        state.engine.spec = spec
+        state.engine.update_spec(spec)
 
         selector = naming.run_selector(name)
         jobs = {j['metadata']['name']: j for j in self.kube.list('batch/v1', 'jobs', namespace, selector)}

@@ -18,8 +18,13 @@ class RunDir:
 
     @property
     def journal(self) -> pathlib.Path:
-        """Every node and decision; rewritten atomically after each change."""
+        """Every node and decision: a snapshot, written atomically at checkpoints and at the end of a run."""
         return self.root / "journal.json"
+
+    @property
+    def journal_log(self) -> pathlib.Path:
+        """The changes since the snapshot, one JSON record a line, appended after each change."""
+        return self.root / "journal.jsonl"
 
     @property
     def state(self) -> pathlib.Path:

@@ -2,7 +2,8 @@
 
 Each node runs as ``python -m experiment_runtime run-node``, the same entrypoint a node's pod runs, so
 local mode exercises exactly the data-side code the cluster does. Slots refill the moment a node ends.
-The journal is rewritten atomically after every change, so Ctrl-C or a crash loses no finished node.
+Every change to the journal is appended to its log at once (``JournalStore``), so Ctrl-C or a crash loses
+no finished node; ``journal.json`` is a whole snapshot, written at checkpoints and at the end.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from experiment_runtime import load_template, prepare_workdir
 from kubescientist.adapters.llm import AgentStopped, llm_enabled, template_code
 from kubescientist.adapters.local.agent import LocalAgent
 from kubescientist.adapters.local.files import read_json, write_json
+from kubescientist.adapters.local.journal_store import JournalStore
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.adapters.templates import search_space_of
 from kubescientist.adapters.manifest import ManifestError, load_run, validate_object
@@ -71,8 +73,9 @@ class LocalRunner:
         self.reporter = reporter
         run, valid = load_run(manifest)
         self.run_dir = RunDir(workdir.resolve() / run.name)
+        self.store = JournalStore(self.run_dir.root)
         if resume:
-            if not self.run_dir.journal.exists():
+            if not self.store.exists():
                 raise RunError(f"{self.run_dir.root}: nothing to resume (no journal.json); run without --resume")
             # The run goes on with the spec it started with; a later edit of the manifest does not apply.
             valid = validate_object("ResearchRun", yaml.safe_load(self.run_dir.manifest.read_text()))
@@ -80,7 +83,7 @@ class LocalRunner:
             state = read_json(self.run_dir.state)
             self.template_root = pathlib.Path(state["template"]) if state.get("template") else None
             self.elapsed_before = float(state.get("elapsedSeconds", 0.0))
-            journal = Journal.from_dict(read_json(self.run_dir.journal))
+            journal = self.store.load() or Journal()
         else:
             if self.run_dir.root.exists() and any(self.run_dir.root.iterdir()):
                 raise RunError(f"{self.run_dir.root} already holds a run: pass --resume to continue it, or "
@@ -107,6 +110,8 @@ class LocalRunner:
                 raise RunError(f"spec.llm: {exc}") from None
         # With an LLM, it judges each stage's best (and whether a stage met its goal early).
         self.engine = Engine(run.spec, journal, judged=self.agent is not None)
+        if resume:
+            self.engine.requeue_running()
         self._goal_checked: dict[str, int] = {}
         self._events_seen = len(journal.events)
         if not resume:
@@ -182,10 +187,12 @@ class LocalRunner:
         except BaseException:
             self._stop_all()
             self._save()
+            self.store.snapshot(self.engine.journal)
             raise
         finally:
             if self.agent is not None:
                 self.agent.close()
+        self.store.snapshot(self.engine.journal)
         summary = self._summary()
         self.reporter.finished(summary, self.engine)
         return summary
@@ -338,7 +345,7 @@ class LocalRunner:
         self._events_seen = len(self.engine.journal.events)
 
     def _save(self) -> None:
-        write_json(self.run_dir.journal, self.engine.journal.to_dict())
+        self.store.save(self.engine.journal)
         write_json(self.run_dir.state, {"template": str(self.template_root) if self.template_root else None,
                                         "elapsedSeconds": self.elapsed()})
         if self.agent is not None:
