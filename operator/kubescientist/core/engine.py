@@ -290,16 +290,18 @@ class Engine:
 
     def _leaders(self, record: StageRecord) -> list[Node]:
         """The stage's top ``seedCandidates`` nodes by their own run (its root among them)."""
-        ranked = self._frontier_all(record)
-        return ranked[:max(1, self.spec.search.seed_candidates)]
+        return self._ranked(record, max(1, self.spec.search.seed_candidates))
 
-    def _frontier_all(self, record: StageRecord) -> list[Node]:
-        nodes = [self.journal.nodes[i] for _, _, i in self._good.get(record.name, ())]
+    def _ranked(self, record: StageRecord, top: int) -> list[Node]:
+        """The stage's ``top`` best good search nodes and its root, best first."""
+        keys = self._good.get(record.name, [])[:top]
         root = self.journal.nodes.get(record.root) if record.root else None
         if root is not None and root.good:
-            nodes.append(root)
-        direction = self.spec.objective.direction
-        return sorted(nodes, key=lambda n: (sort_key(n.metric or 0.0, direction), n.seq))
+            keys = sorted([*keys, self._key(root)])
+        return [self.journal.nodes[i] for _, _, i in keys[:top]]
+
+    def _key(self, node: Node) -> tuple[float, int, str]:
+        return sort_key(node.metric or 0.0, self.spec.objective.direction), node.seq, node.id
 
     def _decide(self, record: StageRecord) -> None:
         """Conclude a stage whose contenders' seed runs have all finished: best seed mean wins."""
@@ -321,19 +323,19 @@ class Engine:
 
     def _seed_values(self, node_id: str) -> list[float]:
         node = self.journal.nodes[node_id]
-        runs = [node, *(n for n in self.journal.children(node_id) if n.action == "seed")]
+        runs = [node, *self.journal.seed_runs(node_id)]
         return [n.metric for n in runs if n.good and n.metric is not None]
 
     def _seeds_missing(self, node_id: str, *, finished: bool = False) -> int:
         """How many of its ``seeds`` re-evaluations a node lacks: not yet planned (or, with ``finished``,
         not yet finished)."""
-        runs = [n for n in self.journal.children(node_id) if n.action == "seed"]
+        runs = self.journal.seed_runs(node_id)
         have = sum(1 for n in runs if n.outcome is not None) if finished else \
             len(runs) + sum(1 for p in self._reserved if p.action == "seed" and p.parent == node_id)
         return max(0, self.spec.seeds - have)
 
     def _best_by_metric(self, record: StageRecord) -> Node:
-        ranked = self._frontier_all(record)
+        ranked = self._ranked(record, 1)
         assert ranked, "a stage without candidates has no best"
         return ranked[0]
 
@@ -341,7 +343,7 @@ class Engine:
         journal = self.journal
         record.status, record.best, record.end_reason = "done", best.id, reason
         if best.id != record.root:
-            record.seed_nodes = [n.id for n in journal.children(best.id) if n.action == "seed"]
+            record.seed_nodes = [n.id for n in journal.seed_runs(best.id)]
         kept = " (no node of this stage beat its root)" if best.id == record.root else ""
         journal.record("stage-ended", f"stage {record.name} ends ({reason}); best {best.id} "
                        f"{self.spec.objective.metric}={best.metric:.6g}{kept}", record.name)
@@ -422,9 +424,10 @@ class Engine:
             bisect.insort(self._debuggable.setdefault(node.stage, []), (node.seq, node.id))
 
     def _rank(self, ranked: list[tuple[float, int, str]], node: Node) -> None:
-        key = (sort_key(node.metric or 0.0, self.spec.objective.direction), node.seq, node.id)
-        if key not in ranked:
-            bisect.insort(ranked, key)
+        key = self._key(node)
+        index = bisect.bisect_left(ranked, key)
+        if index == len(ranked) or ranked[index] != key:
+            ranked.insert(index, key)
 
     def _exhaust(self, parent: str | None, action: str) -> None:
         self.journal.exhaust(parent, action)
@@ -436,7 +439,7 @@ class Engine:
         for stage, expansion in _EXPANSION.items():
             ranked = self._frontier.get(stage)
             if action == expansion and ranked:
-                key = (sort_key(node.metric or 0.0, self.spec.objective.direction), node.seq, node.id)
+                key = self._key(node)
                 index = bisect.bisect_left(ranked, key)
                 if index < len(ranked) and ranked[index] == key:
                     del ranked[index]
@@ -572,7 +575,7 @@ class Engine:
         root = self.journal.nodes[stage.root] if stage.root else None
         if root is None or root.id == key[2]:
             return False
-        return (sort_key(root.metric or 0.0, self.spec.objective.direction), root.seq, root.id) < key
+        return self._key(root) < key
 
 
 _EXPANSION: dict[str, str] = {"tuning": "tune", "research": "improve"}

@@ -269,6 +269,11 @@ class Journal:
         self._sync()
         return (self.nodes[i] for i in self._children.get(node_id, ()))
 
+    def seed_runs(self, node_id: str) -> list[Node]:
+        """The node's seed re-evaluations, in creation order."""
+        self._sync()
+        return [self.nodes[i] for i in self._seed_runs.get(node_id, ())]
+
     def has_children(self, node_id: str) -> bool:
         self._sync()
         return bool(self._children.get(node_id))
@@ -364,6 +369,7 @@ class Journal:
 
     def _reindex(self, keep_saved: bool = False) -> None:
         self._children: dict[str, list[str]] = {}
+        self._seed_runs: dict[str, list[str]] = {}
         self._by_stage: dict[str, list[str]] = {}
         self._keys: dict[str, str] = {}
         self._variants: set[str | None] = set()
@@ -386,6 +392,8 @@ class Journal:
     def _index_node(self, node: Node) -> None:
         if node.parent is not None:
             self._children.setdefault(node.parent, []).append(node.id)
+            if node.action == "seed":
+                self._seed_runs.setdefault(node.parent, []).append(node.id)
         if node.action != "seed":
             self._by_stage.setdefault(node.stage, []).append(node.id)
             self._keys.setdefault(node.config.key(), node.id)
