@@ -348,6 +348,7 @@ RR_FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("spec.search.drafts", {"type": "integer", "minimum": 1, "maximum": 50, "default": 2}),
     ("spec.search.debugProbability", {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5}),
     ("spec.search.maxDebugDepth", {"type": "integer", "minimum": 0, "maximum": 20, "default": 3}),
+    ("spec.search.seedCandidates", {"type": "integer", "minimum": 1, "maximum": 10, "default": 2}),
     ("spec.resources.gpus", {"type": "integer", "minimum": 0, "maximum": 16, "default": 0}),
     ("spec.resources.cpu", {"x-kubernetes-int-or-string": True, "default": "1"}),
     ("spec.resources.memory", {"type": "string", "default": "4Gi"}),
@@ -503,7 +504,8 @@ def test_minimal_run_with_defaults_is_complete(rr_crd: dict[str, Any]) -> None:
     run = apply_defaults(root, run)
     _validator(root).validate(run)
     # `default: {}` on the optional groups is what makes their inner defaults apply when the group is omitted.
-    assert spec["search"] == {"parallelism": 2, "drafts": 2, "debugProbability": 0.5, "maxDebugDepth": 3}
+    assert spec["search"] == {"parallelism": 2, "drafts": 2, "debugProbability": 0.5, "maxDebugDepth": 3,
+                              "seedCandidates": 2}
     assert spec["resources"] == {"gpus": 0, "cpu": "1", "memory": "4Gi", "deadlineSeconds": 600}
     assert spec["writeup"] == {"enabled": True} and spec["review"] == {"enabled": True, "reviewers": 3}
     assert spec["objective"] == {"metric": "val_loss", "direction": "maximize", "aggregation": "mean",

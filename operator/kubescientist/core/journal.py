@@ -161,6 +161,25 @@ class Journal:
     """``[parent, action]`` pairs the proposer had nothing new for (parent "" for drafts)."""
 
     def __post_init__(self) -> None:
+        # Derived state, not fields: never serialised or compared.
+        self._children: dict[str, list[str]] = {}
+        self._seed_runs: dict[str, list[str]] = {}
+        self._by_stage: dict[str, list[str]] = {}
+        self._keys: dict[str, str] = {}
+        self._variants: set[str | None] = set()
+        self._ablations: set[str | None] = set()
+        self._depth: dict[str, int] = {}
+        self._unfinished: dict[str, None] = {}
+        self._pending: set[str] = set()
+        self._open_in_stage: dict[str, int] = {}
+        self._exhausted: set[tuple[str, str]] = set()
+        self._indexed = 0
+        # What ``changes()`` has handed out already.
+        self._dirty: dict[str, None] = {}
+        self._saved_stages: list[dict[str, Any]] = []
+        self._saved_events = 0
+        self._saved_exhausted = 0
+        self._saved_phase: tuple[str, str] = ("searching", "")
         self._reindex()
 
     # -- changes --------------------------------------------------------------------------------------
@@ -368,26 +387,17 @@ class Journal:
             self._reindex(keep_saved=True)
 
     def _reindex(self, keep_saved: bool = False) -> None:
-        self._children: dict[str, list[str]] = {}
-        self._seed_runs: dict[str, list[str]] = {}
-        self._by_stage: dict[str, list[str]] = {}
-        self._keys: dict[str, str] = {}
-        self._variants: set[str | None] = set()
-        self._ablations: set[str | None] = set()
-        self._depth: dict[str, int] = {}
-        self._unfinished: dict[str, None] = {}
-        self._pending: set[str] = set()
-        self._open_in_stage: dict[str, int] = {}
-        self._exhausted: set[tuple[str, str]] = {(p[0], p[1]) for p in self.exhausted}
+        self._children, self._seed_runs, self._by_stage, self._keys = {}, {}, {}, {}
+        self._variants, self._ablations, self._depth = set(), set(), {}
+        self._unfinished, self._pending, self._open_in_stage = {}, set(), {}
+        self._exhausted = {(p[0], p[1]) for p in self.exhausted}
         for node in self.nodes.values():
             self._index_node(node)
         self._indexed = len(self.nodes)
         if not keep_saved:
-            self._dirty: dict[str, None] = dict.fromkeys(self.nodes)
-            self._saved_stages: list[dict[str, Any]] = []
-            self._saved_events = 0
-            self._saved_exhausted = 0
-            self._saved_phase: tuple[str, str] = ("searching", "")
+            self._dirty = dict.fromkeys(self.nodes)
+            self._saved_stages, self._saved_events, self._saved_exhausted = [], 0, 0
+            self._saved_phase = ("searching", "")
 
     def _index_node(self, node: Node) -> None:
         if node.parent is not None:
