@@ -15,9 +15,12 @@ derived from the journal (rebuilt on construction and by ``update_spec``) so tha
 ``plan`` may be called ahead of a free slot (a driver that prepares proposals while nodes run): each plan is
 reserved until committed or released, and counts against the budgets like a node.
 
-No slot idles while work is possible: when a stage has nothing new to search but its last search nodes still
-run, free slots re-evaluate the stage's leading candidates with other seeds. With seeds, a stage's best is
-the candidate with the best seed mean among its ``search.seedCandidates`` leaders, never one lucky run.
+No slot idles while work is possible: when a stage has nothing new to search but its last search nodes (or
+its contenders' seed runs) still run, free slots first re-evaluate the stage's leading candidates with other
+seeds, then start the next stage early from the stage's provisional best. Should the stage's best turn out
+to be another node, the next stage is re-rooted on it (its early nodes stay, descending from the provisional
+best). With seeds, a stage's best is the candidate with the best seed mean among its
+``search.seedCandidates`` leaders, never one lucky run.
 """
 
 from __future__ import annotations
@@ -120,7 +123,8 @@ class Engine:
             self._stop(reason)
             return None
         while True:
-            plan = self._seed_plan() or self._search_plan() or self._idle_slot_plan()
+            plan = (self._seed_plan() or self._search_plan(self.current_stage()) or self._idle_slot_plan()
+                    or self._early_plan())
             if plan is not None:
                 self._reserved.append(plan)
                 return plan
@@ -347,11 +351,34 @@ class Engine:
         kept = " (no node of this stage beat its root)" if best.id == record.root else ""
         journal.record("stage-ended", f"stage {record.name} ends ({reason}); best {best.id} "
                        f"{self.spec.objective.metric}={best.metric:.6g}{kept}", record.name)
-        following = [s for s in journal.stages if s.status == "waiting"]
+        following = [s for s in journal.stages if s.status in ("waiting", "searching")]
         if self._stop_reason:
             self._skip_waiting(f"not started: {self._stop_reason}")
+        elif following and following[0].status == "searching":
+            self._confirm_root(following[0], best)
         elif following:
             self._begin_stage(following[0], root=best.id)
+
+    def _confirm_root(self, record: StageRecord, best: Node) -> None:
+        """A stage that started early from a provisional best: keep its root, or re-root it on the best."""
+        if record.root == best.id:
+            self.journal.record("root-confirmed", f"stage {record.name}: its provisional root {best.id} is the "
+                                "previous stage's best", record.name)
+            self._advance()
+            return
+        assert record.root is not None
+        old = self.journal.nodes[record.root]
+        ranked = self._frontier.get(record.name, [])
+        index = bisect.bisect_left(ranked, self._key(old))
+        if index < len(ranked) and ranked[index] == self._key(old):
+            del ranked[index]
+        record.root = best.id
+        self._rank_root(record)
+        early = sum(1 for n in self.journal.children(old.id) if n.stage == record.name)
+        self.journal.record("re-rooted", f"stage {record.name} is re-rooted on {best.id}, the previous stage's "
+                            f"best; it had started early from the provisional best {old.id}, and its {early} "
+                            f"node(s) from {old.id} stay in the stage", record.name)
+        self._advance()
 
     def _skip_waiting(self, reason: str) -> None:
         for record in self.journal.stages:
@@ -513,6 +540,44 @@ class Engine:
                                      f"nodes run: provisional leader {rank + 1} of {len(leaders)},")
         return None
 
+    def _early_plan(self) -> Plan | None:
+        """A slot that would idle while a stage ends starts the next stage from the provisional best.
+
+        The rules: the stage is past its first (whose end is its first working node), nothing stops the run,
+        the stage's leaders' seed runs are all planned, and there is a next stage.
+        """
+        stage = self.current_stage()
+        if stage is None or stage.name == "initial" or self._stop_reason or self.spec.suspend:
+            return None
+        if not stage.contenders and self._idle(stage.name):
+            return None
+        following = next((s for s in self.journal.stages[self.journal.stages.index(stage) + 1:]
+                          if s.status in ("waiting", "searching")), None)
+        if following is None:
+            return None
+        if following.status == "waiting":
+            leader = self._provisional_best(stage)
+            if leader is None:
+                return None
+            following.provisional_root = leader.id
+            why = "the seed runs of its contenders" if stage.contenders else "its last search nodes"
+            self.journal.record("stage-started-early", f"stage {following.name} starts early from {leader.id}, "
+                                f"the provisional best of stage {stage.name} ({self.spec.objective.metric}="
+                                f"{leader.metric:.6g}), while {why} run: slots would idle otherwise; should "
+                                f"another node become the best, the stage is re-rooted on it", following.name)
+            self._begin_stage(following, root=leader.id)
+        return self._search_plan(following)
+
+    def _provisional_best(self, stage: StageRecord) -> Node | None:
+        """The stage's best as far as is known: the best seed mean among its contenders, else its top node."""
+        if not stage.contenders:
+            ranked = self._ranked(stage, 1)
+            return ranked[0] if ranked else None
+        direction = self.spec.objective.direction
+        scored = [(sort_key(seed_stats(self._seed_values(i)).mean, direction), self.journal.nodes[i].seq, i)
+                  for i in stage.contenders]
+        return self.journal.nodes[min(scored)[2]]
+
     def _debug_plan(self, stage: StageName, rng: random.Random, why: str) -> Plan | None:
         planned = {p.parent for p in self._reserved}
         leaves = [self.journal.nodes[i] for _, i in self._debuggable.get(stage, ()) if i not in planned]
@@ -524,8 +589,7 @@ class Engine:
         return Plan(stage, "debug", leaf.id, f"debug {leaf.id} ({why}; buggy: {error[:200]}; debug depth "
                     f"{depth} < {self.spec.search.max_debug_depth})", self._rng_seed())
 
-    def _search_plan(self) -> Plan | None:
-        stage = self.current_stage()
+    def _search_plan(self, stage: StageRecord | None) -> Plan | None:
         if (stage is None or stage.goal_met or stage.contenders
                 or self._created(stage.name) >= self.spec.stage(stage.name).max_nodes):
             return None

@@ -127,6 +127,10 @@ class StageRecord:
     contenders: list[str] = dataclasses.field(default_factory=list)
     """Set when the search ended and the best is chosen by seed mean among these leading nodes (by their
     own run); the stage concludes once their seed re-evaluations have finished."""
+    provisional_root: str | None = None
+    """Set when the stage started early, before the previous stage concluded: the provisional best it started
+    from (``root`` is the previous stage's best once known; nodes derived from a different provisional root
+    stay in the stage)."""
 
 
 @dataclasses.dataclass

@@ -45,13 +45,17 @@ def test_stage_budget_counts_planned_nodes_too() -> None:
     engine.start(draft.id)
     engine.complete(draft.id, good(0.5))
     plans = [engine.plan(0.0) for _ in range(5)]
-    assert [p is not None for p in plans] == [True, True, True, False, False]
+    # Three tuning plans use the budget; with no seeds to run, the slots that would idle start the next
+    # stage early from the provisional best (the draft, the only good node so far).
+    assert [p.stage if p else None for p in plans] == ["tuning"] * 3 + ["research"] * 2
+    assert engine.journal.stage("research").provisional_root == draft.id
     # A plan whose proposal is rejected (it repeats a node) frees its place in the budget, and the parent
     # is not asked for that action again (a deterministic proposer would repeat itself for ever).
     assert engine.commit(plans[0], Proposal(draft.config, "the draft again")) is None
     assert any(e.kind == "duplicate" for e in engine.journal.events)
     assert [draft.id, "tune"] in engine.journal.exhausted
-    assert engine.plan(0.0) is None
+    again = engine.plan(0.0)  # the freed place is not tuning's: its only parent has no more tunes
+    assert again is not None and again.stage == "research"
 
 
 # -- run-wide budgets -----------------------------------------------------------------------------------
@@ -194,17 +198,26 @@ def test_a_stage_waits_for_its_long_node_but_its_other_slots_keep_working() -> N
     driver.finish("n0000")
     assert [(n.id, n.action) for n in driver.fill()] == [("n0001", "tune"), ("n0002", "tune")]
     long = "n0001"
-    driver.run(hold=lambda n: n.id == long)
-    # The five other tuning nodes started and finished while the long one ran.
+    for _ in range(8):
+        driver.step(hold=lambda n: n.id == long)
+    # The five other tuning nodes started and finished while the long one ran ...
     others = [n.id for n in driver.journal.in_stage("tuning") if n.id != long]
     assert others == ["n0002", "n0003", "n0004", "n0005", "n0006"]
-    assert driver.completed == ["n0000", *others]
+    assert driver.completed[:6] == ["n0000", *others]
     assert all(driver.journal.nodes[i].status == "succeeded" for i in others)
-    assert driver.journal.stage("tuning").status == "searching"
-    assert driver.engine.plan(0.0) is None  # budget used: only the long node is left
+    # ... and then, with the budget used and no seeds to run, the other slot started research early from
+    # tuning's provisional best.
+    tuning, research = driver.journal.stage("tuning"), driver.journal.stage("research")
+    assert tuning.status == "searching" and research.status == "searching"
+    assert research.provisional_root is not None and research.root == research.provisional_root
+    assert {driver.journal.nodes[i].stage for i in driver.completed[6:]} == {"research"}
     driver.finish(long)
-    assert driver.journal.stage("tuning").status == "done"
-    assert driver.journal.stage("research").status == "searching"
+    assert tuning.status == "done" and research.status == "searching"
+    assert research.root == tuning.best
+    kind = "root-confirmed" if tuning.best == research.provisional_root else "re-rooted"
+    assert any(e.kind == kind and e.stage == "research" for e in driver.journal.events)
+    driver.run()
+    assert driver.journal.phase == "succeeded"
 
 
 # -- infrastructure failures ----------------------------------------------------------------------------

@@ -79,9 +79,10 @@ def test_later_stages_are_rooted_at_the_previous_stage_best() -> None:
         members = {n.id for n in journal.in_stage(record.name)}
         assert members
         for node in journal.in_stage(record.name):
-            # Every search node descends from the root through nodes of its own stage.
+            # Every search node descends from the root (or the provisional root the stage started from
+            # early) through nodes of its own stage.
             current: Node = node
-            while current.parent != record.root:
+            while current.parent not in (record.root, record.provisional_root):
                 assert current.parent in members
                 current = journal.nodes[current.parent]
 
