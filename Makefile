@@ -71,6 +71,8 @@ e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/executor_overhead.py
+	$(PY) benchmarks/idle_slots.py
+	$(PY) benchmarks/engine_scale.py
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .mypy_cache .pytest_cache
