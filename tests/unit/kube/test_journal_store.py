@@ -119,3 +119,23 @@ def test_a_new_run_with_an_old_name_does_not_read_the_old_chunks() -> None:
     fresh.save(journal)
     found = read_journal(store.get, store.run_prefix)
     assert found is not None and found[0].to_dict() == journal.to_dict()
+
+
+def test_a_snapshot_from_before_chunks_loads_and_is_replaced_on_the_first_save() -> None:
+    objects, store = _s3()
+    engine = Engine(SPEC, Journal())
+    for count, _ in enumerate(steps(engine)):
+        if count == 8:
+            break
+    objects["runs/ns/demo/journal.json"] = json.dumps(engine.journal.to_dict()).encode()  # the old format
+    journal_store = S3JournalStore(store, "uid-1")
+    journal = journal_store.load()
+    assert journal is not None and journal.to_dict() == engine.journal.to_dict()
+    engine = Engine(SPEC, journal)
+    for count, _ in enumerate(steps(engine)):
+        journal_store.save(engine.journal)
+        if count == 8:
+            break
+    assert json.loads(objects["runs/ns/demo/journal.json"])["uid"] == "uid-1"
+    assert S3JournalStore(store, "uid-1").load().to_dict() == engine.journal.to_dict()  # type: ignore[union-attr]
+    assert S3JournalStore(store, "another-run").load() is None

@@ -37,8 +37,9 @@ def chunk_key(run_prefix: str, uid: str, number: int) -> str:
     return f"{run_prefix}journal/{uid}/{number:08d}.jsonl"
 
 
-def read_journal(get: Callable[[str], bytes | None], run_prefix: str) -> tuple[Journal, int, int] | None:
-    """The saved journal, the number of the next chunk and the records since the snapshot; None if none."""
+def read_journal(get: Callable[[str], bytes | None], run_prefix: str) -> tuple[Journal, int, int, str] | None:
+    """The saved journal, the number of the next chunk, the records since the snapshot and the uid of the run
+    that saved it ("" for a snapshot from before chunks); None if none."""
     raw = get(snapshot_key(run_prefix))
     if raw is None:
         return None
@@ -48,7 +49,7 @@ def read_journal(get: Callable[[str], bytes | None], run_prefix: str) -> tuple[J
     while uid and (data := get(chunk_key(run_prefix, uid, number))) is not None:
         changes += [json.loads(line) for line in data.decode().splitlines() if line]
         number += 1
-    return Journal.replay(changes, snapshot), number, len(changes)
+    return Journal.replay(changes, snapshot), number, len(changes), uid
 
 
 class S3JournalStore:
@@ -69,11 +70,13 @@ class S3JournalStore:
         """Whether the snapshot of the ended run is written."""
 
     def load(self) -> Journal | None:
+        """The run's saved journal; None if there is none, or only an older run's of the same name."""
         found = read_journal(self.store.get, self.store.run_prefix)
-        if found is None:
+        if found is None or found[3] not in ("", self.uid):
             return None
-        journal, self._next, self._logged = found
-        self._loaded = True
+        journal, self._next, self._logged, uid = found
+        # A snapshot from before chunks names no uid: the first save writes one that does.
+        self._loaded = uid == self.uid
         self._final = _over(journal) and self._logged == 0
         return journal
 
