@@ -352,10 +352,10 @@ class Engine:
         journal.record("stage-ended", f"stage {record.name} ends ({reason}); best {best.id} "
                        f"{self.spec.objective.metric}={best.metric:.6g}{kept}", record.name)
         following = [s for s in journal.stages if s.status in ("waiting", "searching")]
-        if self._stop_reason:
+        if following and following[0].status == "searching":
+            self._confirm_root(following[0], best)  # it started early: it goes on even after a stop
+        elif self._stop_reason:
             self._skip_waiting(f"not started: {self._stop_reason}")
-        elif following and following[0].status == "searching":
-            self._confirm_root(following[0], best)
         elif following:
             self._begin_stage(following[0], root=best.id)
 

@@ -164,3 +164,30 @@ def test_same_seed_gives_identical_journals_and_change_logs() -> None:
         return driver.journal.to_dict(), log
 
     assert run() == run()
+
+
+def test_many_runs_settle_with_consistent_stages_whatever_the_budgets_and_slots() -> None:
+    # Budgets that stop runs mid-stage (while a next stage may have started early), crashes, 1 to 5 slots,
+    # 1 to 3 seed candidates: every run ends, every stage ends, roots are the previous stage's best, and the
+    # change log replays to the journal.
+    for case in range(36):
+        slots, candidates = 1 + case % 5, 1 + case % 3
+        budget = {"maxTotalNodes": 6 + case % 13} if case % 4 == 0 else {}
+        run = spec_with(max_nodes={"initial": 2, "tuning": 2 + case % 4, "research": 3, "ablation": 2},
+                        search={"drafts": 2, "seedCandidates": candidates, "debugProbability": 0.3},
+                        seeds=case % 3, seed=case, budget=budget)
+        world = (lambda n: bug() if n.action != "seed" and n.seq % 5 == 3 else outcome_of(n))
+        driver = Driver(run, world=world, slots=slots, proposer=PatchingProposer(SPACE, case))
+        log: list[Change] = []
+        for _ in range(400):
+            if driver.step() is None:
+                break
+            log += driver.journal.changes()
+        log += driver.journal.changes()  # the last fill found nothing to start, but may have ended stages
+        journal = driver.journal
+        assert driver.engine.done and journal.phase in ("succeeded", "failed"), case
+        assert all(s.status in ("done", "failed", "skipped") for s in journal.stages), (case, journal.stages)
+        for before, after in zip(journal.stages, journal.stages[1:]):
+            if after.status == "done" and before.status == "done":
+                assert after.root == before.best, case
+        assert Journal.replay(log).to_dict() == journal.to_dict(), case
