@@ -3,7 +3,8 @@
 Layout under ``s3://<bucket>/<prefix>``::
 
     code/<sha256>.tar.gz                        content-addressed code tarballs (templates, changed programs)
-    runs/<namespace>/<run>/journal.json         the engine's journal, rewritten after every change
+    runs/<namespace>/<run>/journal.json         the engine's journal: a snapshot, now and then (see journal_store)
+    runs/<namespace>/<run>/journal/<uid>/<k>.jsonl   the journal's changes since, one object per save
     runs/<namespace>/<run>/state.json           the operator's bookkeeping: run uid, start time, template, paper
     runs/<namespace>/<run>/run.yaml, summary.json, records.tar.gz     the records the writeup reads
     runs/<namespace>/<run>/nodes/<id>/attempt-<k>/{stdout.txt,stderr.txt,metrics.json,result.json,plots.tar.gz}
