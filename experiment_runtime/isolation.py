@@ -90,7 +90,7 @@ def namespaces_unavailable(uid: int) -> str | None:
     try:
         probe = subprocess.run(
             [BWRAP, *_base_args(network=False), "--", "/bin/true"],
-            capture_output=True, timeout=30, user=uid if os.geteuid() == 0 and uid != 0 else None,
+            capture_output=True, timeout=30, cwd="/", user=uid if os.geteuid() == 0 and uid != 0 else None,
             group=uid if os.geteuid() == 0 and uid != 0 else None, extra_groups=[] if os.geteuid() == 0 else None,
         )
     except (OSError, subprocess.SubprocessError) as err:

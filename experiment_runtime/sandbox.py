@@ -44,14 +44,15 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from experiment_runtime import cgroups, isolation, processes
+from experiment_runtime import cgroups, isolation, processes, uids
 from experiment_runtime.capture import BoundedCapture
-from experiment_runtime.disk import Scratch, disk_usage
+from experiment_runtime.disk import Scratch, disk_usage, scratch
 from experiment_runtime.isolation import Protections
 from experiment_runtime.limits import Limits
 
@@ -210,6 +211,27 @@ def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, 
                            wrapped=ns_reason is None).run()
     finally:
         _remove(group)
+
+
+def probe(limits: Limits) -> Protections:
+    """The protections a node's program gets here under `limits` (as `run_node` runs it), tried for real."""
+    root = os.geteuid() == 0
+    drop = root and limits.drop_privileges
+    uid = uids.FIRST_UID if drop else os.getuid()
+    ns_reason = isolation.namespaces_unavailable(uid) if limits.isolate else "switched off (Limits.isolate)"
+    if not limits.use_cgroup:
+        group_reason: str | None = "no cgroup (switched off: Limits.use_cgroup)"
+    else:
+        group_reason = cgroups.unavailable_reason() if root else "no cgroup (the runner is not root)"
+    with tempfile.TemporaryDirectory(prefix="ks-probe-") as folder:
+        with scratch(Path(folder) / "s", 1 << 20, 64, uid, uid) as space:
+            scratch_reason = space.unavailable_reason
+    return Protections(
+        namespaces=ns_reason is None, network_isolated=ns_reason is None and not limits.network,
+        cgroup=group_reason is None, disk_scratch=scratch_reason is None, own_uid=drop,
+        missing=isolation.describe_missing(namespaces=ns_reason, network=limits.network, cgroup=group_reason,
+                                           scratch=scratch_reason,
+                                           own_uid=None if drop else "the runner is not root: nodes run as its uid"))
 
 
 def _cgroup(limits: Limits, token: str) -> tuple[cgroups.NodeCgroup | None, str | None]:
