@@ -18,6 +18,9 @@ MAX_PLOTS = 32
 MAX_PLOT_BYTES = 20 * 1024 * 1024
 """A larger "plot" is not kept: a figure for a paper is far smaller."""
 
+MAX_KEPT_FILES = 4096
+"""Files of a work dir kept after its node ran (an inode flood is not copied back)."""
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IHDR = b"IHDR"
 
@@ -76,11 +79,14 @@ def _real_dir(path: Path) -> bool:
         return False
 
 
-def keep_tree(src: Path, dest: Path, max_bytes: int) -> list[str]:
-    """Copies the tree `src` to `dest` (links as links, never followed) while the copied bytes stay
-    within `max_bytes`; returns the relative paths of the regular files left out."""
+def keep_tree(src: Path, dest: Path, max_bytes: int, max_file_bytes: int | None = None,
+              max_files: int = MAX_KEPT_FILES) -> list[str]:
+    """Copies the tree `src` to `dest` (links as links, never followed) while the copied bytes stay within
+    `max_bytes` and files within `max_files`, skipping files over `max_file_bytes`; returns the relative
+    paths of the regular files left out (at most `max_files` of them are named)."""
     dropped: list[str] = []
     budget = max_bytes
+    files = 0
     for current, dirnames, filenames in os.walk(src):
         dirnames.sort()
         here = Path(current)
@@ -92,9 +98,12 @@ def keep_tree(src: Path, dest: Path, max_bytes: int) -> list[str]:
             if stat.S_ISLNK(st.st_mode):
                 os.symlink(os.readlink(path), target_dir / name)
             elif stat.S_ISREG(st.st_mode):
-                if st.st_size > budget:
-                    dropped.append(path.relative_to(src).as_posix())
+                too_big = st.st_size > budget or (max_file_bytes is not None and st.st_size > max_file_bytes)
+                if too_big or files >= max_files:
+                    if len(dropped) < max_files:
+                        dropped.append(path.relative_to(src).as_posix())
                     continue
                 budget -= st.st_size
+                files += 1
                 shutil.copyfile(path, target_dir / name, follow_symlinks=False)
     return dropped

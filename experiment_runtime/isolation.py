@@ -108,29 +108,28 @@ def bwrap_command(command: list[str], cwd: Path, *, work_at: Path, tmp: Path | N
     args += ["--bind", str(tmp), "/tmp"] if tmp is not None else ["--size", str(_PRIVATE_TMP_BYTES), "--tmpfs", "/tmp"]
     args += ["--bind", str(shm), "/dev/shm"] if shm is not None else ["--size", str(_PRIVATE_TMP_BYTES), "--tmpfs",
                                                                         "/dev/shm"]
-    always = [Path(p) for p in HIDDEN_ALWAYS]
-    args += _tmpfs_over(always)
+    always = _existing_dirs([Path(p) for p in HIDDEN_ALWAYS])
     # What the program needs but a hidden folder holds (an interpreter under /root, say) comes back read-only.
-    for path in _needed(command):
-        if any(path.is_relative_to(h) for h in always):
-            args += ["--ro-bind", str(path), str(path)]
-    # After the needed paths, so that a run folder inside one of them stays hidden.
-    args += _tmpfs_over([p.resolve() for p in hidden])
+    needed = [path for path in _needed(command) if any(path.is_relative_to(h) for h in always)]
+    # The caller's after the needed paths, so that a run folder inside one of them stays hidden.
+    caller = _existing_dirs([p.resolve() for p in hidden])
+    args += [arg for path in always for arg in ("--tmpfs", str(path))]
+    args += [arg for path in needed for arg in ("--ro-bind", str(path), str(path))]
+    args += [arg for path in caller for arg in ("--tmpfs", str(path))]
     for device in _GPU_DEVICES + tuple(str(p) for p in Path("/dev").glob("nvidia[0-9]*")):
         if os.path.exists(device):
             args += ["--dev-bind", device, device]
     args += ["--bind", str(cwd), str(work_at)]
     for path in read_only:
         args += ["--ro-bind", str(path), str(path)]
+    # Last: the empty folders over hidden paths and /dev would otherwise be writable, outside any quota.
+    for path in [*always, *caller, Path("/dev")]:
+        args += ["--remount-ro", str(path)]
     return [*args, "--chdir", str(work_at), "--", *command]
 
 
-def _tmpfs_over(paths: list[Path]) -> list[str]:
-    args: list[str] = []
-    for path in sorted(set(paths)):
-        if path.is_dir() and not path.is_symlink():
-            args += ["--tmpfs", str(path)]
-    return args
+def _existing_dirs(paths: list[Path]) -> list[Path]:
+    return [path for path in sorted(set(paths)) if path.is_dir() and not path.is_symlink()]
 
 
 def _base_args(network: bool) -> list[str]:

@@ -68,6 +68,9 @@ _NEVER_RAN = Execution(
 _REASON_LINE_CHARS = 500
 _EAGAIN = "[Errno 11]"
 _ENOSPC = "[Errno 28]"
+_KEPT_FILE_BYTES_OVER_QUOTA = 1 << 20
+_DISK_REASON = "wrote more than"
+_INODE_REASON = "created more than"
 
 
 def run_node(
@@ -134,7 +137,10 @@ def run_node(
                     except MetricsError as err:
                         status, reason = "failed", str(err)
             plots = collect_plots(work / OUT_DIR, node_dir / "plots")
-            dropped = keep_tree(work, node_dir / "code", limits.max_kept_bytes)
+            # What broke a disk or inode quota is not copied back: the node keeps its code and small outputs.
+            over_quota = reason is not None and reason.startswith((_DISK_REASON, _INODE_REASON))
+            dropped = keep_tree(work, node_dir / "code", limits.max_kept_bytes,
+                                max_file_bytes=_KEPT_FILE_BYTES_OVER_QUOTA if over_quota else None)
     if dropped:
         (node_dir / "dropped.txt").write_text("".join(f"{name}\n" for name in dropped), encoding="utf-8")
 
@@ -227,12 +233,12 @@ def _judge(execution: Execution, limits: Limits) -> tuple[NodeStatus, str | None
     """The node's status and, unless its program ran cleanly, why it is buggy."""
     if execution.killed_reason == "deadline":
         return "timeout", f"deadline of {limits.deadline_seconds:g}s exceeded"
-    if execution.killed_reason == "inode_quota":
-        return "killed", f"created more than {limits.max_inodes} files and folders (the inode limit)"
+    if execution.killed_reason == "inode_quota" or execution.inodes_left == 0:
+        return "killed", f"{_INODE_REASON} {limits.max_inodes} files and folders (the inode limit)"
     last = _last_line(execution.stderr)
     if (execution.killed_reason == "disk_quota" or execution.peak_disk_bytes > limits.max_disk_bytes
             or _ENOSPC in last):
-        return "killed", f"wrote more than {limits.max_disk_bytes} bytes to disk (work dir, /tmp and /dev/shm)"
+        return "killed", f"{_DISK_REASON} {limits.max_disk_bytes} bytes to disk (work dir, /tmp and /dev/shm)"
     if execution.oom_killed:
         return "killed", f"killed for exceeding the memory limit of {limits.memory_bytes} bytes (all its processes)"
     if execution.signal == signal.SIGXFSZ or "File too large" in last:
