@@ -20,6 +20,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 from typing import IO
 
 import psutil
@@ -133,17 +134,30 @@ def _created(pid: int) -> float | None:
         return None
 
 
-def _kill_tree(pid: int) -> None:
-    """SIGKILLs an executor and its descendants; its program's namespace and cgroup end with them."""
-    with contextlib.suppress(psutil.Error):
+def _kill_tree(pid: int, timeout: float = 10.0) -> None:
+    """SIGKILLs an executor and its descendants, and waits until they are gone; its program's namespace and
+    cgroup end with them."""
+    try:
         leader = psutil.Process(pid)
         tree = [leader, *leader.children(recursive=True)]
-        for proc in tree:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(tree, timeout=10)
+    except psutil.Error:
+        return
+    for proc in tree:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
+    # Polled, not psutil.wait_procs: that would reap a child of ours and take the exit status from its owner.
+    give_up_at = time.monotonic() + timeout
+    while any(_alive(p) for p in tree) and time.monotonic() < give_up_at:
+        time.sleep(0.05)
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 __all__ = ["Executors", "RunnerBusy", "protections"]
