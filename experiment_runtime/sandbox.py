@@ -183,7 +183,8 @@ def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, 
         missing=isolation.describe_missing(
             namespaces=ns_reason, network=limits.network, cgroup=group_reason,
             scratch=None if space is not None and space.tmpfs else (space.unavailable_reason if space else "none"),
-            own_uid=None if limits.own_uid else "nodes share the sandbox uid"))
+            own_uid=None if limits.own_uid else (
+                "nodes share the sandbox uid" if drop else "nodes run as the runner's uid")))
     started = time.monotonic()
     try:
         proc = subprocess.Popen(

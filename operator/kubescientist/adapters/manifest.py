@@ -37,8 +37,10 @@ MAX_DEPTH = 32
 """Nesting of mappings and sequences; the schema's deepest field is far shallower."""
 INT64 = (-(2**63), 2**63 - 1)
 """Kubernetes integers are int64 (CEL and the apiserver refuse anything wider)."""
-QUANTITY_RANGES = {("resources", "memory"): (2**20, 2**50, "1Mi", "1Pi"),
-                   ("resources", "cpu"): (decimal.Decimal("0.001"), 4096, "1m", "4096")}
+QUANTITY_RANGES: dict[tuple[str, str], tuple[decimal.Decimal, decimal.Decimal, str, str]] = {
+    ("resources", "memory"): (decimal.Decimal(2**20), decimal.Decimal(2**50), "1Mi", "1Pi"),
+    ("resources", "cpu"): (decimal.Decimal("0.001"), decimal.Decimal(4096), "1m", "4096"),
+}
 """Sane bounds of the quantities the local runner turns into limits: memory 1Mi..1Pi, CPU 1m..4096."""
 
 
@@ -217,13 +219,13 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
             raise yaml.MarkedYAMLError(problem=f"YAML aliases (*name) are not allowed in a manifest (line {mark.line + 1})",
                                        problem_mark=mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_DEPTH} levels (line {mark.line + 1})",
                                            problem_mark=mark)
             return super().compose_node(parent, index)
@@ -233,7 +235,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 raise yaml.MarkedYAMLError(problem=f"key {str(key)[:40]!r} is not a string (line "
                                                    f"{key_node.start_mark.line + 1})", problem_mark=key_node.start_mark)

@@ -26,7 +26,8 @@ from typing import IO
 import psutil
 
 from experiment_runtime import Limits
-from experiment_runtime.sandbox import Protections, probe
+from experiment_runtime.isolation import Protections
+from experiment_runtime.sandbox import probe
 
 LOCK_FILE = "runner.lock"
 RECORDS = "executors"
