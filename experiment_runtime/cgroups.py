@@ -22,6 +22,8 @@ ROOT = Path("/sys/fs/cgroup")
 _V1_CONTROLLERS = ("memory", "pids", "cpu")
 _CPU_SHARES_PER_CPU = 1024
 _CPU_WEIGHT_PER_CPU = 100
+STALE_SECONDS = 60.0
+"""An empty node group this old belongs to no starting executor: it is left from a killed one."""
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,33 @@ class NodeCgroup:
 
 
 def create(name: str, memory_bytes: int | None, max_processes: int, cpus: float | None) -> NodeCgroup:
-    """Creates the node's group with its limits; raises OSError when the machine does not allow it."""
+    """Creates the node's group with its limits; raises OSError when the machine does not allow it.
+
+    First removes the empty groups an executor killed outright (SIGKILL) could not remove itself.
+    """
     if (ROOT / "cgroup.controllers").exists():
+        _sweep([ROOT / "kubescientist"])
         return _create_v2(name, memory_bytes, max_processes, cpus)
+    own = _own_groups()
+    _sweep([ROOT / c / own.get(c, "").lstrip("/") / "kubescientist" for c in _V1_CONTROLLERS])
     return _create_v1(name, memory_bytes, max_processes, cpus)
+
+
+def _sweep(parents: list[Path]) -> None:
+    """Deletes empty node groups older than `STALE_SECONDS` (younger ones may be waiting for their process).
+
+    The kernel refuses to delete a group that still has processes, so a running node's group survives this.
+    """
+    now = time.time()
+    for parent in parents:
+        try:
+            children = list(parent.glob("node-*"))
+        except OSError:
+            continue
+        for d in children:
+            with contextlib.suppress(OSError):
+                if now - d.stat().st_mtime > STALE_SECONDS and not (d / "cgroup.procs").read_text().strip():
+                    d.rmdir()
 
 
 def unavailable_reason() -> str | None:

@@ -181,7 +181,13 @@ def _own_uid(limits: Limits) -> Iterator[Limits]:
     if os.geteuid() != 0 or not limits.drop_privileges:
         yield limits
         return
-    with uids.lease() as uid:
+    with contextlib.ExitStack() as stack:
+        try:
+            uid = stack.enter_context(uids.lease())
+        except (OSError, uids.NoFreeUid):
+            # A read-only /run (some pods): the configured uid, shared; the protections say so.
+            yield limits
+            return
         yield dataclasses.replace(limits, sandbox_uid=uid, sandbox_gid=uid, own_uid=True)
 
 
