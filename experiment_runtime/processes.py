@@ -56,7 +56,9 @@ def _belongs(proc: psutil.Process, leader_pid: int, token: str, descendants: set
         return False
 
 
-def signal_sandbox(leader_pid: int, token: str, uid: int, sig: signal.Signals, exclude: frozenset[int] | set[int] = frozenset()) -> None:
+def signal_sandbox(
+    leader_pid: int, token: str, uid: int, sig: signal.Signals, exclude: frozenset[int] | set[int] = frozenset()
+) -> None:
     """Sends `sig` to the sandbox's process group and to every process of it found one by one,
     except the processes in `exclude` (a wrapper that would end the others at once)."""
     # The group may be empty already; members that left it are still found below.

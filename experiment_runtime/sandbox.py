@@ -182,7 +182,8 @@ def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, 
         cgroup=group is not None, disk_scratch=space is not None and space.tmpfs, own_uid=limits.own_uid,
         missing=isolation.describe_missing(
             namespaces=ns_reason, network=limits.network, cgroup=group_reason,
-            scratch=None if space is not None and space.tmpfs else (space.unavailable_reason if space else "none"),
+            scratch=None if space is not None and space.tmpfs else (
+                space.unavailable_reason if space else "no scratch space given: /tmp and /dev/shm are 64 MiB each"),
             own_uid=None if limits.own_uid else (
                 "nodes share the sandbox uid" if drop else "nodes run as the runner's uid")))
     started = time.monotonic()

@@ -220,8 +220,8 @@ class _StrictLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-            raise yaml.MarkedYAMLError(problem=f"YAML aliases (*name) are not allowed in a manifest (line {mark.line + 1})",
-                                       problem_mark=mark)
+            raise yaml.MarkedYAMLError(
+                problem=f"YAML aliases (*name) are not allowed in a manifest (line {mark.line + 1})", problem_mark=mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:

@@ -391,7 +391,8 @@ write_metrics(0.1)
     pair = run_pair(work_root, run_root, python, body, Limits(deadline_seconds=30, memory_bytes=256 * MIB))
 
     assert pair.hostile.status == "killed"
-    assert pair.hostile.buggy_reason == f"killed for exceeding the memory limit of {256 * MIB} bytes (all its processes)"
+    assert pair.hostile.buggy_reason == (
+        f"killed for exceeding the memory limit of {256 * MIB} bytes (all its processes)")
     assert pair.hostile.protections["cgroup"]
     pair.assert_honest_unharmed()
 

@@ -149,7 +149,8 @@ def test_memory_hog_is_buggy(work_root: Path, python: str) -> None:
 
     if result.protections["cgroup"]:
         assert result.buggy and result.status == "killed"
-        assert result.buggy_reason == f"killed for exceeding the memory limit of {512 * 1024 * 1024} bytes (all its processes)"
+        assert result.buggy_reason == (
+            f"killed for exceeding the memory limit of {512 * 1024 * 1024} bytes (all its processes)")
     else:
         assert result.buggy and result.status == "failed"
         assert result.buggy_reason == f"exit code 1: MemoryError (memory limit of {512 * 1024 * 1024} bytes)"
