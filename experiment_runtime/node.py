@@ -4,8 +4,9 @@ Layout of a node dir after `run_node`::
 
     <node_dir>/
       config.json      the node config ({"seed", "params", "variant", "ablation"})
-      code/            a copy of the code: the program's cwd and HOME, owned by the sandbox user
+      code/            the program's work dir as it left it (code and outputs, up to `Limits.max_kept_bytes`)
         run/           the program's out_dir (passed as the relative path --out_dir=run)
+      dropped.txt      files of the work dir not kept, when there were any
       stdout.txt       bounded stdout (head and tail)
       stderr.txt       bounded stderr
       plots/           every *.png the program wrote under out_dir, same relative paths
@@ -15,6 +16,8 @@ Layout of a node dir after `run_node`::
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,12 +25,15 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from experiment_runtime.artifacts import collect_plots
+from experiment_runtime import uids
+from experiment_runtime.artifacts import collect_plots, keep_tree
+from experiment_runtime.disk import scratch
+from experiment_runtime.isolation import Protections
 from experiment_runtime.limits import Limits
 from experiment_runtime.metrics import Metrics, MetricsError, read_metrics
 from experiment_runtime.result import NodeResult, NodeStatus, write_result
@@ -56,20 +62,32 @@ _NEVER_RAN = Execution(
     max_rss_bytes=0,
     cpu_seconds=0.0,
     uid=-1,
+    protections=Protections(namespaces=False, network_isolated=False, cgroup=False, disk_scratch=False,
+                            own_uid=False, missing=("the program never ran",)),
 )
 _REASON_LINE_CHARS = 500
 _EAGAIN = "[Errno 11]"
+_ENOSPC = "[Errno 28]"
+_KEPT_FILE_BYTES_OVER_QUOTA = 1 << 20
+_DISK_REASON = "wrote more than"
+_INODE_REASON = "created more than"
 
 
 def run_node(
-    code_dir: Path, node_dir: Path, config: Mapping[str, Any], limits: Limits, python: str = sys.executable
+    code_dir: Path, node_dir: Path, config: Mapping[str, Any], limits: Limits, python: str = sys.executable,
+    hidden: tuple[Path, ...] = (),
 ) -> NodeResult:
     """Runs the template program in `code_dir` with `config` under `limits`, in `node_dir`.
 
     Returns the result for anything the program does (a buggy program is a result, not an error)
     and writes it to `<node_dir>/result.json`. Raises only for problems of the runner itself:
     an unwritable node dir, a sandbox that cannot start (`SandboxError`), a config that is not JSON.
-    `python` is the interpreter that runs the program.
+    `python` is the interpreter that runs the program. The program sees neither the node's siblings
+    (the other folders of `node_dir`'s parent) nor the folders `hidden` (the run's records).
+
+    The program works in a scratch space of its own (a tmpfs where root) holding its work dir, /tmp and
+    /dev/shm under one quota; when it ends, the work dir is copied to `code/` (without following links,
+    up to `limits.max_kept_bytes`) and the scratch space is freed, whatever became of the program.
     """
     started = time.monotonic()
     started_at = _now()
@@ -83,37 +101,51 @@ def run_node(
     node_dir.chmod(0o755)
     for stale in ("code", "plots"):
         shutil.rmtree(node_dir / stale, ignore_errors=True)
+    (node_dir / "dropped.txt").unlink(missing_ok=True)
     config_path = node_dir.resolve() / "config.json"
     config_path.write_text(config_json + "\n", encoding="utf-8")
     config_path.chmod(0o644)
     (node_dir / "metrics.json").unlink(missing_ok=True)
 
-    work = node_dir / "code"
-    shutil.copytree(code_dir, work, symlinks=True, ignore=_ignored(code_dir))
-    (work / OUT_DIR).mkdir(exist_ok=True)
-    prepare_workdir(work, limits)
-
-    execution = _NEVER_RAN
-    metrics: Metrics | None = None
-    try:
-        template = load_template(work)
-    except TemplateError as err:
-        status: NodeStatus = "failed"
-        # Paths inside the node's copy mean nothing to whoever fixes the code: name files relative to it.
-        reason: str | None = str(err).replace(f"{work}{os.sep}", "").replace(str(work), "the code dir")
-    else:
-        env = {"KUBESCIENTIST_CONFIG": str(config_path), "KUBESCIENTIST_SEED": str(seed)}
-        execution = execute(command_for(template, Path(OUT_DIR), config_path, python), work, env, limits)
-        status, reason = _judge(execution, limits)
-        if reason is None:
+    with _own_uid(limits) as limits:
+        uid, gid = (limits.sandbox_uid, limits.sandbox_gid) if os.geteuid() == 0 and limits.drop_privileges \
+            else (os.getuid(), os.getgid())
+        with scratch(node_dir / "scratch", limits.max_disk_bytes, limits.max_inodes, uid, gid) as space:
+            work = space.work
+            shutil.copytree(code_dir, work, symlinks=True, ignore=_ignored(code_dir), dirs_exist_ok=True)
+            (work / OUT_DIR).mkdir(exist_ok=True)
+            prepare_workdir(work, limits)
+            # Inside its namespaces the program finds its work dir where its code is kept afterwards.
+            seen_at = node_dir.resolve() / "code"
+            execution = _NEVER_RAN
+            metrics: Metrics | None = None
             try:
-                metrics = read_metrics(work / OUT_DIR)
-            except MetricsError as err:
-                status, reason = "failed", str(err)
+                template = load_template(work)
+            except TemplateError as err:
+                status: NodeStatus = "failed"
+                # Paths inside the node's copy mean nothing to whoever fixes the code: name files relative to it.
+                reason: str | None = str(err).replace(f"{work}{os.sep}", "").replace(str(work), "the code dir")
+            else:
+                env = {"KUBESCIENTIST_CONFIG": str(config_path), "KUBESCIENTIST_SEED": str(seed)}
+                execution = execute(command_for(template, Path(OUT_DIR), config_path, python), work, env, limits,
+                                    space=space, work_at=seen_at, read_only=(config_path,),
+                                    hidden=(node_dir.resolve().parent, *hidden))
+                status, reason = _judge(execution, limits)
+                if reason is None:
+                    try:
+                        metrics = read_metrics(work / OUT_DIR)
+                    except MetricsError as err:
+                        status, reason = "failed", str(err)
+            plots = collect_plots(work / OUT_DIR, node_dir / "plots")
+            # What broke a disk or inode quota is not copied back: the node keeps its code and small outputs.
+            over_quota = reason is not None and reason.startswith((_DISK_REASON, _INODE_REASON))
+            dropped = keep_tree(work, node_dir / "code", limits.max_kept_bytes,
+                                max_file_bytes=_KEPT_FILE_BYTES_OVER_QUOTA if over_quota else None)
+    if dropped:
+        (node_dir / "dropped.txt").write_text("".join(f"{name}\n" for name in dropped), encoding="utf-8")
 
     (node_dir / "stdout.txt").write_text(execution.stdout, encoding="utf-8")
     (node_dir / "stderr.txt").write_text(execution.stderr, encoding="utf-8")
-    plots = collect_plots(work / OUT_DIR, node_dir / "plots")
     if metrics is not None:
         (node_dir / "metrics.json").write_text(json.dumps(metrics.to_json(), indent=2) + "\n", encoding="utf-8")
 
@@ -137,9 +169,26 @@ def run_node(
         cpu_seconds=execution.cpu_seconds,
         plots=plots,
         metrics=metrics,
+        protections=execution.protections.to_json(),
     )
     write_result(result, node_dir)
     return result
+
+
+@contextlib.contextmanager
+def _own_uid(limits: Limits) -> Iterator[Limits]:
+    """`limits` with a uid no other running node has, when root drops privileges; as they are otherwise."""
+    if os.geteuid() != 0 or not limits.drop_privileges:
+        yield limits
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            uid = stack.enter_context(uids.lease())
+        except (OSError, uids.NoFreeUid):
+            # A read-only /run (some pods): the configured uid, shared; the protections say so.
+            yield limits
+            return
+        yield dataclasses.replace(limits, sandbox_uid=uid, sandbox_gid=uid, own_uid=True)
 
 
 def code_hash(code_dir: Path, config: Mapping[str, Any]) -> str:
@@ -190,20 +239,27 @@ def _judge(execution: Execution, limits: Limits) -> tuple[NodeStatus, str | None
     """The node's status and, unless its program ran cleanly, why it is buggy."""
     if execution.killed_reason == "deadline":
         return "timeout", f"deadline of {limits.deadline_seconds:g}s exceeded"
-    if execution.killed_reason == "disk_quota" or execution.peak_disk_bytes > limits.max_disk_bytes:
-        return "killed", f"wrote more than {limits.max_disk_bytes} bytes to disk"
+    if execution.killed_reason == "inode_quota" or execution.inodes_left == 0:
+        return "killed", f"{_INODE_REASON} {limits.max_inodes} files and folders (the inode limit)"
     last = _last_line(execution.stderr)
+    if (execution.killed_reason == "disk_quota" or execution.peak_disk_bytes > limits.max_disk_bytes
+            or _ENOSPC in last):
+        return "killed", f"{_DISK_REASON} {limits.max_disk_bytes} bytes to disk (work dir, /tmp and /dev/shm)"
+    if execution.oom_killed:
+        return "killed", f"killed for exceeding the memory limit of {limits.memory_bytes} bytes (all its processes)"
     if execution.signal == signal.SIGXFSZ or "File too large" in last:
         detail = f": {last}" if last else ""
         return "failed", f"output file size limit exceeded ({limits.max_file_bytes} bytes){detail}"
     if execution.signal is not None:
         name = signal.Signals(execution.signal).name
-        hint = " (out of memory?)" if execution.signal == signal.SIGKILL else ""
+        hint = " (out of memory?)" if execution.signal == signal.SIGKILL and not execution.protections.cgroup else ""
         return "killed", f"killed by signal {name}{hint}" + (f": {last}" if last else "")
     if execution.exit_code != 0:
         reason = f"exit code {execution.exit_code}" + (f": {last}" if last else "")
         if last.startswith("MemoryError") and limits.memory_bytes is not None:
             reason += f" (memory limit of {limits.memory_bytes} bytes)"
+        elif execution.process_limit_hit:
+            reason += f" (process limit of {limits.max_processes} reached)"
         elif _EAGAIN in last:
             reason += f" (process limit of {limits.max_processes} reached?)"
         return "failed", reason

@@ -56,14 +56,19 @@ def _belongs(proc: psutil.Process, leader_pid: int, token: str, descendants: set
         return False
 
 
-def signal_sandbox(leader_pid: int, token: str, uid: int, sig: signal.Signals) -> None:
-    """Sends `sig` to the sandbox's process group and to every process of it found one by one."""
+def signal_sandbox(
+    leader_pid: int, token: str, uid: int, sig: signal.Signals, exclude: frozenset[int] | set[int] = frozenset()
+) -> None:
+    """Sends `sig` to the sandbox's process group and to every process of it found one by one,
+    except the processes in `exclude` (a wrapper that would end the others at once)."""
     # The group may be empty already; members that left it are still found below.
-    with contextlib.suppress(OSError):
-        os.killpg(leader_pid, sig)
+    if leader_pid not in exclude:
+        with contextlib.suppress(OSError):
+            os.killpg(leader_pid, sig)
     for proc in sandbox_processes(leader_pid, token, uid):
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(sig)
+        if proc.pid not in exclude:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
 
 
 def kill_sandbox(leader_pid: int, token: str, uid: int, timeout: float = 5.0) -> None:

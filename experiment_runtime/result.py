@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,6 +77,9 @@ class NodeResult:
 
     metrics: Metrics | None
     """The validated metrics, present exactly when the node succeeded."""
+
+    protections: dict[str, Any] = field(default_factory=dict)
+    """What contained the program (`experiment_runtime.isolation.Protections.to_json()`); empty in old records."""
 
     def to_json(self) -> dict[str, Any]:
         record = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "metrics"}
@@ -158,6 +161,7 @@ def load_result(node_dir: Path) -> NodeResult:
         cpu_seconds=check.number("cpu_seconds"),
         plots=plots,
         metrics=metrics,
+        protections=data["protections"] if isinstance(data.get("protections"), dict) else {},
     )
 
 

@@ -1,31 +1,38 @@
 """Run one program under limits, capture its output, and leave none of its processes behind.
 
-How the program is contained:
+How the program is contained (each layer where the machine allows it; `Execution.protections` says
+which were in force, and `experiment_runtime.isolation.describe_missing` what a missing one leaves open):
 
+- Namespaces (bubblewrap, see `experiment_runtime.isolation`): own user, PID, mount, IPC, UTS and
+  network namespaces; the filesystem read-only except the work dir; private /tmp and /dev/shm; /root,
+  /home, the node's siblings and the caller's hidden paths invisible; loopback only unless
+  `Limits.network`. When the program's first process ends, its PID namespace and all in it end too.
+- Control group (root, see `experiment_runtime.cgroups`): memory for the whole process tree, a process
+  limit, a CPU share, and the deadline kill of the whole group, so nothing escapes by re-parenting.
+  Without one, memory is RLIMIT_AS per process and the process limit RLIMIT_NPROC.
 - Environment: scrubbed. The program sees only the variables passed in plus a minimal base (PATH,
   HOME = the work dir, USER/LOGNAME, LANG, PYTHONUNBUFFERED, PYTHONDONTWRITEBYTECODE, thread-count
   variables sized to the CPUs this runner may use) and the GPU placement variables in
   `PASSTHROUGH_VARIABLES`. Nothing else of the runner's environment is inherited, so API keys
   cannot leak into it.
 - Identity: when the runner is root, the program runs as `Limits.sandbox_uid`/`sandbox_gid`
-  (default 65534, nobody) with no supplementary groups. Linux never applies RLIMIT_NPROC to root,
-  so without this drop a fork bomb would be unbounded. The work dir must then belong to that uid and
-  every directory above it must be traversable by it: `prepare_workdir` does the first and checks
-  the second. The interpreter and its libraries must be readable by that uid too (a pyenv under a
-  0700 /root is not: `execute` then raises SandboxError). A runner that is not root runs the
-  program as itself. RLIMIT_NPROC counts all tasks of a uid on the host (across containers, unless
-  user namespaces are on), so concurrent sandboxes, and pods on one host, should use distinct uids.
-- Rlimits, set in the child before exec: RLIMIT_AS (if `memory_bytes`), RLIMIT_FSIZE, RLIMIT_NPROC,
-  RLIMIT_CORE = 0. The child also gets SIGKILL if the runner thread that started it dies.
+  with no supplementary groups (`run_node` leases a uid of its own per node). The work dir must then
+  belong to that uid and every directory above it must be traversable by it: `prepare_workdir` does
+  the first and checks the second. The interpreter and its libraries must be readable by that uid too.
+  A runner that is not root runs the program as itself.
+- Rlimits, set in the child before exec: RLIMIT_FSIZE, RLIMIT_NPROC, RLIMIT_CORE = 0, and RLIMIT_AS
+  (if `memory_bytes`) only when no control group bounds memory. The child also gets SIGKILL if the
+  runner thread that started it dies.
 - Deadline and disk quota, enforced by the parent while it waits: on the deadline the program's
-  processes get SIGTERM, then SIGKILL after `kill_grace_seconds`; over the disk quota they get
-  SIGKILL at once (waiting would let them write more).
-- Cleanup: when the program ends, however it ends, every process it left behind is killed (see
-  `experiment_runtime.processes` for how they are found, setsid() included).
+  processes get SIGTERM, then SIGKILL after `kill_grace_seconds`; over the disk quota or out of inodes
+  they get SIGKILL at once (waiting would let them write more).
+- Cleanup: when the program ends, however it ends, every process it left behind is killed: the
+  whole control group, and the processes found by `experiment_runtime.processes` (setsid() included).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -37,17 +44,19 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from experiment_runtime import processes
+from experiment_runtime import cgroups, isolation, processes, uids
 from experiment_runtime.capture import BoundedCapture
-from experiment_runtime.disk import disk_usage
+from experiment_runtime.disk import Scratch, disk_usage, scratch
+from experiment_runtime.isolation import Protections
 from experiment_runtime.limits import Limits
 
-KillReason = Literal["deadline", "disk_quota"]
+KillReason = Literal["deadline", "disk_quota", "inode_quota"]
 
 PASSTHROUGH_VARIABLES = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
 """Runner variables the program inherits: they place it on its GPUs and hold no secrets."""
@@ -57,6 +66,12 @@ _READ_CHUNK = 1 << 16
 _MIN_DISK_POLL_SECONDS = 0.25
 _MAX_DISK_POLL_SECONDS = 5.0
 _DRAIN_AFTER_EXIT_SECONDS = 2.0
+# A tmpfs within this many bytes of its size is full: the last write that fails is smaller than a page.
+_DISK_FULL_SLACK = 64 * 1024
+# bubblewrap's own two processes (the outer one and the namespace's init) count against the pids limit.
+_WRAPPER_PROCESSES = 2
+# bubblewrap exits 128 + N when the program was killed by signal N.
+_SIGNAL_EXIT_BASE = 128
 
 # Loaded once here: the child must not load libraries between fork and exec.
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -83,7 +98,7 @@ class Execution:
     """True when the deadline passed and the program was killed for it."""
 
     killed_reason: KillReason | None
-    """Why the sandbox killed the program: "deadline", "disk_quota", or None when it did not."""
+    """Why the sandbox killed the program: "deadline", "disk_quota", "inode_quota", or None when it did not."""
 
     duration_seconds: float
     """Wall-clock seconds from spawn to exit."""
@@ -118,9 +133,27 @@ class Execution:
     uid: int
     """The uid the program ran as."""
 
+    protections: Protections
+    """What contained this run, and in words what did not."""
 
-def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits) -> Execution:
+    oom_killed: bool = False
+    """The kernel killed a process of the program's control group for exceeding its memory limit."""
+
+    process_limit_hit: bool = False
+    """A fork or clone of the program was refused by its control group's process limit."""
+
+    inodes_left: int | None = None
+    """Free inodes of the scratch space at exit, when it has an inode limit."""
+
+
+def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, *, space: Scratch | None = None,
+            work_at: Path | None = None, read_only: tuple[Path, ...] = (), hidden: tuple[Path, ...] = ()) -> Execution:
     """Runs `command` in `cwd` with `env` (plus the minimal base) under `limits`; blocks until done.
+
+    `space` is the node's scratch (its work dir `cwd`, /tmp and /dev/shm under one quota); without it
+    /tmp and /dev/shm are small private tmpfs and the quota is polled over `cwd`. Inside the namespaces
+    the work dir appears at `work_at` (default: `cwd`), the files `read_only` at their own paths, and
+    the folders `hidden` empty.
 
     Raises SandboxError when the program cannot be started (missing executable, work dir not
     prepared for the sandbox user). Everything the program itself does wrong is in the Execution.
@@ -130,34 +163,95 @@ def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits) 
     uid, gid, drop = _identity(limits)
     if drop:
         _check_workdir(cwd, uid, gid)
+    if os.path.isabs(command[0]) and not os.access(command[0], os.X_OK):
+        # Checked here: inside the namespaces the failure would look like the program's.
+        raise SandboxError(f"cannot start {command[0]!r} as uid {uid}: no such executable")
     token = secrets.token_hex(16)
-    full_env = _base_environment(cwd, command[0], uid) | env | {processes.TOKEN_VARIABLE: token}
-    nproc = processes.count_user_tasks(uid) + limits.max_processes
+    full_env = _base_environment(work_at or cwd, command[0], uid) | env | {processes.TOKEN_VARIABLE: token}
+    nproc = processes.count_user_tasks(uid) + limits.max_processes + _WRAPPER_PROCESSES
 
+    ns_reason = isolation.namespaces_unavailable(uid) if limits.isolate else "switched off (Limits.isolate)"
+    group, group_reason = _cgroup(limits, token)
+    argv = command
+    if ns_reason is None:
+        argv = isolation.bwrap_command(
+            command, cwd, work_at=work_at or cwd, tmp=space.tmp if space else None,
+            shm=space.shm if space else None, read_only=read_only, hidden=hidden, network=limits.network)
+    protections = Protections(
+        namespaces=ns_reason is None, network_isolated=ns_reason is None and not limits.network,
+        cgroup=group is not None, disk_scratch=space is not None and space.tmpfs, own_uid=limits.own_uid,
+        missing=isolation.describe_missing(
+            namespaces=ns_reason, network=limits.network, cgroup=group_reason,
+            scratch=None if space is not None and space.tmpfs else (
+                space.unavailable_reason if space else "no scratch space given: /tmp and /dev/shm are 64 MiB each"),
+            own_uid=None if limits.own_uid else (
+                "nodes share the sandbox uid" if drop else "nodes run as the runner's uid")))
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            command,
+            argv,
             cwd=cwd,
             env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            user=uid if drop else None,
-            group=gid if drop else None,
-            extra_groups=[] if drop else None,
-            preexec_fn=lambda: _limit_child(limits, nproc),
+            preexec_fn=lambda: _enter_child(limits, nproc, group, (uid, gid) if drop else None),
         )
     except PermissionError as err:
+        _remove(group)
         raise SandboxError(
             f"cannot start {command[0]!r} as uid {uid}: {err.strerror}; the sandbox user must be able to reach and "
             "read the interpreter and its libraries (one under a private home such as /root is not), so install it "
             "where others may read it or pass another interpreter"
         ) from err
     except (OSError, subprocess.SubprocessError) as err:
+        _remove(group)
         raise SandboxError(f"cannot start {command[0]!r} as uid {uid} in {cwd}: {err}") from err
-    return _Supervisor(proc, command, cwd, limits, token, uid, started).run()
+    try:
+        return _Supervisor(proc, command, cwd, limits, token, uid, started, group, space, protections,
+                           wrapped=ns_reason is None).run()
+    finally:
+        _remove(group)
+
+
+def probe(limits: Limits) -> Protections:
+    """The protections a node's program gets here under `limits` (as `run_node` runs it), tried for real."""
+    root = os.geteuid() == 0
+    drop = root and limits.drop_privileges
+    uid = uids.FIRST_UID if drop else os.getuid()
+    ns_reason = isolation.namespaces_unavailable(uid) if limits.isolate else "switched off (Limits.isolate)"
+    if not limits.use_cgroup:
+        group_reason: str | None = "no cgroup (switched off: Limits.use_cgroup)"
+    else:
+        group_reason = cgroups.unavailable_reason() if root else "no cgroup (the runner is not root)"
+    with tempfile.TemporaryDirectory(prefix="ks-probe-") as folder:
+        with scratch(Path(folder) / "s", 1 << 20, 64, uid, uid) as space:
+            scratch_reason = space.unavailable_reason
+    return Protections(
+        namespaces=ns_reason is None, network_isolated=ns_reason is None and not limits.network,
+        cgroup=group_reason is None, disk_scratch=scratch_reason is None, own_uid=drop,
+        missing=isolation.describe_missing(namespaces=ns_reason, network=limits.network, cgroup=group_reason,
+                                           scratch=scratch_reason,
+                                           own_uid=None if drop else "the runner is not root: nodes run as its uid"))
+
+
+def _cgroup(limits: Limits, token: str) -> tuple[cgroups.NodeCgroup | None, str | None]:
+    if not limits.use_cgroup:
+        return None, "no cgroup (switched off: Limits.use_cgroup)"
+    if os.geteuid() != 0:
+        return None, "no cgroup (the runner is not root)"
+    try:
+        group = cgroups.create(f"node-{token[:16]}", limits.memory_bytes, limits.max_processes + _WRAPPER_PROCESSES,
+                               limits.cpus)
+    except OSError as err:
+        return None, f"no cgroup ({err.strerror or err}: {err.filename or cgroups.ROOT})"
+    return group, None
+
+
+def _remove(group: cgroups.NodeCgroup | None) -> None:
+    if group is not None:
+        group.remove()
 
 
 def prepare_workdir(path: Path, limits: Limits) -> None:
@@ -246,13 +340,28 @@ def _check_workdir(path: Path, uid: int, gid: int) -> None:
             )
 
 
-def _limit_child(limits: Limits, nproc: int) -> None:
-    """Runs in the child between fork and exec, after the uid drop."""
+def _enter_child(limits: Limits, nproc: int, group: cgroups.NodeCgroup | None,
+                 identity: tuple[int, int] | None) -> None:
+    """Runs in the child between fork and exec: joins the cgroup (as root), drops to the sandbox user,
+    sets the rlimits. Everything the program starts is then born in the group and under the limits."""
+    if group is not None:
+        pid = str(os.getpid()).encode()
+        for path in group.procs_files:
+            fd = os.open(path, os.O_WRONLY)
+            os.write(fd, pid)
+            os.close(fd)
+    if identity is not None:
+        uid, gid = identity
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
     _set_limit(resource.RLIMIT_CORE, 0)
     _set_limit(resource.RLIMIT_FSIZE, limits.max_file_bytes)
     _set_limit(resource.RLIMIT_NPROC, nproc)
-    if limits.memory_bytes is not None:
+    # Address space is a poor proxy for memory (CUDA maps GiBs at import): only where no cgroup bounds memory.
+    if limits.memory_bytes is not None and group is None:
         _set_limit(resource.RLIMIT_AS, limits.memory_bytes)
+    # After the uid change, which clears the parent-death signal.
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
@@ -292,7 +401,16 @@ class _Supervisor:
         token: str,
         uid: int,
         started: float,
+        group: cgroups.NodeCgroup | None,
+        space: Scratch | None,
+        protections: Protections,
+        wrapped: bool,
     ) -> None:
+        self.group = group
+        self.space = space
+        self.protections = protections
+        self.wrapped = wrapped
+        self.inodes_left: int | None = None
         self.proc = proc
         self.command = command
         self.cwd = cwd
@@ -321,7 +439,7 @@ class _Supervisor:
             self._wait(pidfd)
         finally:
             # Also reached when the runner itself fails (e.g. KeyboardInterrupt): leave nothing behind.
-            processes.kill_sandbox(self.proc.pid, self.token, self.uid)
+            self._kill()
             _, status, rusage = os.wait4(self.proc.pid, 0)
             # Tell Popen the child is reaped, so it never waits on a pid that may since be reused.
             self.proc.returncode = os.waitstatus_to_exitcode(status)
@@ -332,7 +450,7 @@ class _Supervisor:
                 os.close(pidfd)
             self.proc.stdout.close()
             self.proc.stderr.close()
-        self.peak_disk = max(self.peak_disk, disk_usage(self.cwd))
+        self._poll_disk()
         return self._execution(status, rusage, ended - self.started, stdout, stderr)
 
     def _wait(self, pidfd: int) -> None:
@@ -350,25 +468,54 @@ class _Supervisor:
             now = time.monotonic()
             if now >= deadline_at:
                 self.killed_reason = "deadline"
-                processes.signal_sandbox(self.proc.pid, self.token, self.uid, signal.SIGTERM)
+                self._signal(signal.SIGTERM)
                 deadline_at = math.inf
                 kill_at = now + self.limits.kill_grace_seconds
             if now >= kill_at:
-                processes.kill_sandbox(self.proc.pid, self.token, self.uid)
+                self._kill()
                 kill_at = math.inf
             if now >= next_disk_at:
                 walk_started = time.monotonic()
-                usage = disk_usage(self.cwd)
+                over = self._poll_disk()
                 walk_seconds = time.monotonic() - walk_started
-                self.peak_disk = max(self.peak_disk, usage)
-                if usage > self.limits.max_disk_bytes and self.killed_reason is None:
+                if over is not None and self.killed_reason is None:
                     # SIGKILL at once: a grace period would only let it write more.
-                    self.killed_reason = "disk_quota"
+                    self.killed_reason = over
                     deadline_at = kill_at = math.inf
-                    processes.kill_sandbox(self.proc.pid, self.token, self.uid)
+                    self._kill()
                 # A tree of many files is slow to walk: poll it less often than a small one.
                 interval = min(_MAX_DISK_POLL_SECONDS, max(_MIN_DISK_POLL_SECONDS, 20 * walk_seconds))
                 next_disk_at = time.monotonic() + interval
+
+    def _poll_disk(self) -> KillReason | None:
+        """Updates the peak disk use; says which quota the program has used up, if one."""
+        if self.space is None:
+            usage, inodes_left = disk_usage(self.cwd), None
+        else:
+            usage, inodes_left = self.space.usage()
+        self.peak_disk = max(self.peak_disk, usage)
+        self.inodes_left = inodes_left
+        # A tmpfs refuses the write that would exceed it: full is as far as a program gets.
+        full = self.limits.max_disk_bytes - (_DISK_FULL_SLACK if self.space is not None and self.space.tmpfs else 0)
+        if usage > full:
+            return "disk_quota"
+        if inodes_left == 0:
+            return "inode_quota"
+        return None
+
+    def _signal(self, sig: signal.Signals) -> None:
+        """Sends `sig` to the program's processes, not to bubblewrap, which would end them all at once."""
+        if self.group is not None:
+            for pid in self.group.pids() - {self.proc.pid}:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+        exclude = {self.proc.pid} if self.wrapped else set()
+        processes.signal_sandbox(self.proc.pid, self.token, self.uid, sig, exclude=exclude)
+
+    def _kill(self) -> None:
+        if self.group is not None:
+            self.group.kill()
+        processes.kill_sandbox(self.proc.pid, self.token, self.uid)
 
     def _read(self, fd: int) -> None:
         data = os.read(fd, _READ_CHUNK)
@@ -397,6 +544,8 @@ class _Supervisor:
         stderr: BoundedCapture,
     ) -> Execution:
         code = os.waitstatus_to_exitcode(status)
+        if self.wrapped and _SIGNAL_EXIT_BASE < code <= _SIGNAL_EXIT_BASE + signal.SIGRTMAX:
+            code = -(code - _SIGNAL_EXIT_BASE)
         return Execution(
             command=list(self.command),
             exit_code=code if code >= 0 else None,
@@ -415,4 +564,8 @@ class _Supervisor:
             max_rss_bytes=rusage.ru_maxrss * 1024,
             cpu_seconds=rusage.ru_utime + rusage.ru_stime,
             uid=self.uid,
+            protections=self.protections,
+            oom_killed=self.group is not None and self.group.oom_killed(),
+            process_limit_hit=self.group is not None and self.group.pids_exhausted(),
+            inodes_left=self.inodes_left,
         )

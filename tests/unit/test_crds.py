@@ -506,7 +506,7 @@ def test_minimal_run_with_defaults_is_complete(rr_crd: dict[str, Any]) -> None:
     # `default: {}` on the optional groups is what makes their inner defaults apply when the group is omitted.
     assert spec["search"] == {"parallelism": 2, "drafts": 2, "debugProbability": 0.5, "maxDebugDepth": 3,
                               "seedCandidates": 2}
-    assert spec["resources"] == {"gpus": 0, "cpu": "1", "memory": "4Gi", "deadlineSeconds": 600}
+    assert spec["resources"] == {"gpus": 0, "cpu": "1", "memory": "4Gi", "deadlineSeconds": 600, "network": False}
     assert spec["writeup"] == {"enabled": True} and spec["review"] == {"enabled": True, "reviewers": 3}
     assert spec["objective"] == {"metric": "val_loss", "direction": "maximize", "aggregation": "mean",
                                  "datasets": [], "value": "final"}

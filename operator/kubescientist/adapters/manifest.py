@@ -10,11 +10,16 @@ typos.
 from __future__ import annotations
 
 import copy
+import decimal
 import functools
 import importlib.resources
+import math
 import pathlib
 import re
+import stat
 from typing import Any, Iterator
+
+import os
 
 import celpy
 from celpy import adapter, celtypes, evaluation
@@ -26,6 +31,17 @@ from kubescientist.core.spec import ResearchRun, run_spec_from_dict
 
 GROUP_VERSION = "kubescientist.io/v1alpha1"
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_MANIFEST_BYTES = 1 << 20
+"""A manifest is a few KiB; the apiserver refuses requests over about 3 MiB, and YAML parses slowly."""
+MAX_DEPTH = 32
+"""Nesting of mappings and sequences; the schema's deepest field is far shallower."""
+INT64 = (-(2**63), 2**63 - 1)
+"""Kubernetes integers are int64 (CEL and the apiserver refuse anything wider)."""
+QUANTITY_RANGES: dict[tuple[str, str], tuple[decimal.Decimal, decimal.Decimal, str, str]] = {
+    ("resources", "memory"): (decimal.Decimal(2**20), decimal.Decimal(2**50), "1Mi", "1Pi"),
+    ("resources", "cpu"): (decimal.Decimal("0.001"), decimal.Decimal(4096), "1m", "4096"),
+}
+"""Sane bounds of the quantities the local runner turns into limits: memory 1Mi..1Pi, CPU 1m..4096."""
 
 
 class ManifestError(Exception):
@@ -42,10 +58,19 @@ def crd_schema(kind: str) -> dict[str, Any]:
     return schema
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
 def format_path(parts: Iterator[str | int] | list[str | int]) -> str:
+    """``spec.stages[2].maxNodes``; a key that is not a plain name is quoted: ``spec['a b']``."""
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part[:60]!r}]"
     return out
 
 
@@ -136,7 +161,7 @@ def _cel_errors(schema: dict[str, Any], value: Any, path: list[str | int]) -> It
             continue  # transition rules need a previous object; only the apiserver has one
         try:
             ok = _cel_program(rule["rule"]).evaluate({"self": adapter.json_to_cel(value)})
-        except evaluation.CELEvalError:
+        except (evaluation.CELEvalError, ArithmeticError, ValueError, TypeError, RecursionError):
             ok = False
         if not ok:
             where = format_path(path) + (rule.get("fieldPath", "") or "")
@@ -154,12 +179,15 @@ def validate_object(kind: str, obj: Any) -> dict[str, Any]:
     """Validate a manifest object, returning a defaulted copy; raises ``ManifestError`` listing every problem."""
     if not isinstance(obj, dict):
         raise ManifestError("the document is not a mapping")
-    problems = []
+    problems = list(dict.fromkeys(_value_errors(obj, [])))
+    if problems:
+        raise ManifestError("\n".join(problems))
     if obj.get("apiVersion") != GROUP_VERSION:
         problems.append(f"apiVersion: must be {GROUP_VERSION}")
     if obj.get("kind") != kind:
         problems.append(f"kind: must be {kind}")
-    name = (obj.get("metadata") or {}).get("name")
+    metadata = obj.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > 63:
         problems.append("metadata.name: required, a DNS label (lower-case letters, digits, '-'; at most 63)")
     if problems:
@@ -177,19 +205,117 @@ def validate_object(kind: str, obj: Any) -> dict[str, Any]:
         raise ManifestError("\n".join(dict.fromkeys(problems)))
     defaulted = apply_defaults(sub_schema, copy.deepcopy(body))
     problems += list(_cel_errors(sub_schema, defaulted, []))
+    if kind == "ResearchRun" and isinstance(defaulted.get("spec"), dict):
+        problems += list(_quantity_errors(defaulted["spec"]))
     if problems:
         raise ManifestError("\n".join(dict.fromkeys(problems)))
     return {**obj, **defaulted}
 
 
-def load_run(path: pathlib.Path) -> tuple[ResearchRun, dict[str, Any]]:
-    """Read, validate and model a ResearchRun manifest file; errors start with the file name."""
+class _StrictLoader(yaml.SafeLoader):
+    """YAML for manifests: no aliases (an alias bomb expands a KiB into GiBs), bounded nesting, no duplicate keys."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(
+                problem=f"YAML aliases (*name) are not allowed in a manifest (line {mark.line + 1})", problem_mark=mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_DEPTH} levels (line {mark.line + 1})",
+                                           problem_mark=mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise yaml.MarkedYAMLError(problem=f"key {str(key)[:40]!r} is not a string (line "
+                                                   f"{key_node.start_mark.line + 1})", problem_mark=key_node.start_mark)
+            if key in seen:
+                raise yaml.MarkedYAMLError(problem=f"duplicate key {key[:80]!r} (line {key_node.start_mark.line + 1})",
+                                           problem_mark=key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_manifest(path: pathlib.Path) -> Any:
+    """The YAML document in `path`, read with a size limit; ManifestError says what is wrong with the file."""
     try:
-        obj = yaml.safe_load(path.read_text())
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ManifestError(f"{path}: not a regular file")
+            data = handle.read(MAX_MANIFEST_BYTES + 1)
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{path}: larger than {MAX_MANIFEST_BYTES // 1024} KiB; a manifest is a few KiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {_one_line(exc.problem or str(exc))}"
+                            + (f" ({exc.context})" if exc.context else "")) from None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
+        raise ManifestError(f"{path}: not valid YAML: {_one_line(str(exc))}") from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+def _value_errors(value: Any, path: list[str | int]) -> Iterator[str]:
+    """Values JSON and Kubernetes cannot hold: integers beyond int64, non-finite numbers, non-string keys."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            yield f"{format_path(path)}: integer out of range (must fit in 64 bits)"
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            yield f"{format_path(path)}: must be a finite number"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                yield f"{format_path(path) or 'the document'}: key {str(key)[:40]!r} is not a string"
+            else:
+                yield from _value_errors(item, [*path, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _value_errors(item, [*path, index])
+    else:
+        yield f"{format_path(path)}: unsupported value of type {type(value).__name__} (YAML tags such as dates " \
+              "are not JSON)"
+
+
+def _quantity_errors(spec: dict[str, Any]) -> Iterator[str]:
+    """Quantities that parse but overflow or round to zero: limits no node could run under."""
+    for (section, name), (low, high, low_text, high_text) in QUANTITY_RANGES.items():
+        block = spec.get(section)
+        if not isinstance(block, dict) or name not in block:
+            continue
+        try:
+            value = parse_quantity(block[name])
+        except ValueError as exc:
+            yield f"spec.{section}.{name}: {exc}"
+            continue
+        if not low <= value <= high:
+            yield f"spec.{section}.{name}: {block[name]!r} is out of range: must be from {low_text} to {high_text}"
+
+
+def load_run(path: pathlib.Path) -> tuple[ResearchRun, dict[str, Any]]:
+    """Read, validate and model a ResearchRun manifest file; errors start with the file name."""
+    obj = read_manifest(path)
     try:
         valid = validate_object("ResearchRun", obj)
     except ManifestError as exc:

@@ -9,6 +9,9 @@ import re
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
 _NUMBER_WITH_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
+_MAX_DIGITS = 30
+"""Decimal exponents beyond this are refused: far past int64 (19 digits) and nano (10^-9)."""
+
 _SUFFIXES: dict[str, int | decimal.Decimal] = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
     "n": decimal.Decimal("1e-9"), "u": decimal.Decimal("1e-6"), "m": decimal.Decimal("1e-3"),
@@ -30,8 +33,14 @@ def parse_quantity(text: str | int | float) -> decimal.Decimal:
     if not pattern.match(number):
         raise ValueError(f"{text!r} is not a Kubernetes quantity")
     try:
-        value = decimal.Decimal(number) * factor
-    except decimal.InvalidOperation:
+        mantissa = decimal.Decimal(number)
+        # Kubernetes quantities are at most about 2^63; checked before multiplying, which would overflow.
+        if mantissa and mantissa.adjusted() > _MAX_DIGITS:
+            raise ValueError(f"{text!r} is too large for a Kubernetes quantity")
+        if mantissa and mantissa.adjusted() < -_MAX_DIGITS:
+            raise ValueError(f"{text!r} is too small to be anything but zero")
+        value = mantissa * factor
+    except decimal.DecimalException:
         raise ValueError(f"{text!r} is not a Kubernetes quantity") from None
     if not value.is_finite() or value < 0:
         raise ValueError(f"{text!r} is not a non-negative quantity")

@@ -91,9 +91,11 @@ class Resources:
     cpu: str = "1"
     """CPU per node, as a Kubernetes quantity."""
     memory: str = "4Gi"
-    """Memory per node, as a Kubernetes quantity; locally the program's address-space limit."""
+    """Memory per node, as a Kubernetes quantity; locally the limit of its process tree's cgroup (where root)."""
     deadline_seconds: int = 600
     """Wall-clock limit of one node's program, enforced outside the program."""
+    network: bool = False
+    """Whether a node's program may use the network; locally False means loopback only."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +211,7 @@ def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
             gpus=int(resources.get("gpus", 0)), cpu=str(resources.get("cpu", "1")),
             memory=str(resources.get("memory", "4Gi")),
             deadline_seconds=int(resources.get("deadlineSeconds", 600)),
+            network=bool(resources.get("network", False)),
         ),
         seeds=int(spec.get("seeds", 3)),
         budget=Budget(wall_clock_seconds=budget.get("wallClockSeconds"),

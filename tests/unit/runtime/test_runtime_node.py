@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from runtime_helpers import MANIFEST, PRELUDE, native_template
 
-from experiment_runtime import Limits, code_hash, load_result, run_node
+from experiment_runtime import Limits, code_hash, load_result, run_node, uids
 from experiment_runtime.__main__ import main
 
 CONFIG = {"seed": 7, "params": {"lr": 0.01}, "variant": None, "ablation": None}
@@ -25,13 +25,14 @@ def test_good_program_succeeds_and_is_recorded(work_root: Path, python: str) -> 
         assert os.environ["KUBESCIENTIST_CONFIG"] == args.config
         assert os.environ["KUBESCIENTIST_SEED"] == "7"
         print("uid", os.getuid(), "lr", config["params"]["lr"])
+        PNG = b"\\x89PNG\\r\\n\\x1a\\n\\x00\\x00\\x00\\rIHDR" + bytes(17)
         doc = {"schema": "kubescientist.io/metrics/v1", "datasets": {"mod97": {
             "val_acc": {"final": 0.9, "best": 0.95, "direction": "maximize",
                         "curve": {"step": [0, 10], "value": [0.1, 0.9]}},
             "val_loss": {"final": 0.3, "direction": "minimize"}}}}
         json.dump(doc, open(os.path.join(args.out_dir, "metrics.json"), "w"))
         os.makedirs(os.path.join(args.out_dir, "figs"))
-        open(os.path.join(args.out_dir, "figs", "curve.png"), "wb").write(b"\\x89PNG fake")
+        open(os.path.join(args.out_dir, "figs", "curve.png"), "wb").write(PNG)
         """,
     )
     node = work_root / "node"
@@ -44,9 +45,14 @@ def test_good_program_succeeds_and_is_recorded(work_root: Path, python: str) -> 
     assert result.metrics.datasets["mod97"]["val_acc"].best == 0.95
     assert result.metrics.datasets["mod97"]["val_loss"].best == 0.3  # best defaults to final
     assert result.plots == ["figs/curve.png"]
-    assert (node / "plots" / "figs" / "curve.png").read_bytes() == b"\x89PNG fake"
-    uid = 65534 if os.geteuid() == 0 else os.getuid()
-    assert (node / "stdout.txt").read_text() == f"uid {uid} lr 0.01\n"
+    assert (node / "plots" / "figs" / "curve.png").read_bytes() == b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(17)
+    uid, rest = (node / "stdout.txt").read_text().split(" lr ")
+    assert rest == "0.01\n"
+    if os.geteuid() == 0:  # a uid of its own, leased for the node's run
+        assert uids.FIRST_UID <= int(uid.split()[1]) < uids.FIRST_UID + uids.POOL_SIZE
+        assert result.protections["ownUid"]
+    else:
+        assert uid == f"uid {os.getuid()}"
     assert json.loads((node / "config.json").read_text()) == CONFIG
     normalized = json.loads((node / "metrics.json").read_text())
     assert normalized["datasets"]["mod97"]["val_acc"] == {
@@ -112,7 +118,7 @@ def test_filling_the_disk_is_killed(work_root: Path, python: str) -> None:
     )
 
     assert result.status == "killed" and result.buggy
-    assert result.buggy_reason == "wrote more than 4194304 bytes to disk"
+    assert result.buggy_reason == "wrote more than 4194304 bytes to disk (work dir, /tmp and /dev/shm)"
     assert result.duration_seconds < 5
 
 
@@ -141,8 +147,13 @@ def test_memory_hog_is_buggy(work_root: Path, python: str) -> None:
         code, work_root / "node", CONFIG, Limits(deadline_seconds=20, memory_bytes=512 * 1024 * 1024), python=python
     )
 
-    assert result.buggy and result.status == "failed"
-    assert result.buggy_reason == f"exit code 1: MemoryError (memory limit of {512 * 1024 * 1024} bytes)"
+    if result.protections["cgroup"]:
+        assert result.buggy and result.status == "killed"
+        assert result.buggy_reason == (
+            f"killed for exceeding the memory limit of {512 * 1024 * 1024} bytes (all its processes)")
+    else:
+        assert result.buggy and result.status == "failed"
+        assert result.buggy_reason == f"exit code 1: MemoryError (memory limit of {512 * 1024 * 1024} bytes)"
 
 
 @pytest.mark.parametrize(

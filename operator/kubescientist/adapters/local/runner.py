@@ -26,6 +26,7 @@ from experiment_runtime import Limits, SandboxError, TemplateError, code_hash, e
 from experiment_runtime import load_template, prepare_workdir
 from kubescientist.adapters.llm import AgentStopped, llm_enabled, template_code
 from kubescientist.adapters.local.agent import LocalAgent
+from kubescientist.adapters.local.executors import Executors, RunnerBusy
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.journal_store import JournalStore
 from kubescientist.adapters.local.rundir import RunDir
@@ -118,6 +119,10 @@ class LocalRunner:
             self.run_dir.root.mkdir(parents=True, exist_ok=True)
             self.run_dir.manifest.write_text(yaml.safe_dump(valid, sort_keys=False))
         self.sandbox_warning = self._probe_sandbox()
+        try:  # one runner per run; what a crashed runner left running is stopped before any node runs again
+            self.executors = Executors.claim(self.run_dir.root)
+        except RunnerBusy as exc:
+            raise RunError(str(exc)) from None
         self._done: queue.Queue[_Running] = queue.Queue()
         self._running: dict[str, _Running] = {}
         self._clock_start = time.monotonic()
@@ -190,6 +195,7 @@ class LocalRunner:
             self.store.snapshot(self.engine.journal)
             raise
         finally:
+            self.executors.close()
             if self.agent is not None:
                 self.agent.close()
         self.store.snapshot(self.engine.journal)
@@ -276,9 +282,8 @@ class LocalRunner:
                    "--memory", str(int(parse_quantity(resources.memory)))]
         if self.sandbox_warning:
             command.append("--keep-root")
-        with open(node_dir / "executor.log", "wb") as log:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+        process = self.executors.launch(node.id, command, node_dir / "executor.log",
+                                        cpus=float(parse_quantity(resources.cpu)), network=resources.network)
         entry = _Running(node, process, time.monotonic())
         self._running[node.id] = entry
         threading.Thread(target=self._wait, args=(entry,), daemon=True, name=f"wait-{node.id}").start()
@@ -291,6 +296,7 @@ class LocalRunner:
         except subprocess.TimeoutExpired:
             os.killpg(entry.process.pid, signal.SIGKILL)
             entry.process.wait()
+        self.executors.finished(entry.node.id)
         self._done.put(entry)
 
     def _finish(self, entry: _Running) -> None:
@@ -359,7 +365,8 @@ class LocalRunner:
             "runDir": str(self.run_dir.root),
             "template": str(self.template_root) if self.template_root else None,
             **summary,
-            "sandbox": {"processLimit": self.sandbox_warning is None, "warning": self.sandbox_warning},
+            "sandbox": {"processLimit": self.sandbox_warning is None, "warning": self.sandbox_warning,
+                        **self.executors.protections.to_json()},
             "timings": {
                 "wallSeconds": round(self.elapsed(), 3),
                 "nodeSeconds": round(sum((n.outcome.duration_seconds or 0.0) for n in nodes if n.outcome), 3),
