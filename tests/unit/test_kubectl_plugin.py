@@ -254,3 +254,29 @@ def test_names_match_the_operators() -> None:
         (naming.GROUP, naming.VERSION, naming.RUNS, naming.NODES)
     assert plugin.RUN_LABEL == naming.RUN_LABEL and plugin.CONTAINER == manifests.CONTAINER
     assert "batch.kubernetes.io/job-name" in plugin.JOB_NAME_LABELS
+
+
+def test_tree_html_of_a_cluster_run_from_object_storage(tmp_path: Path) -> None:
+    """`tree RUN --html FILE`: the local viewer's page, fed from the run's journal and node artifacts in S3."""
+    api = FakeApi()
+    prefix = plugin.run_prefix(api.run, api.nodes)
+    assert prefix.endswith("/momentum/")
+    journal = {"nodes": {"n0000": {"id": "n0000", "seq": 0, "stage": "initial", "action": "draft", "parent": None,
+                                   "config": {"seed": 0, "params": {"lr": 0.1}}, "reason": "draft 1 of 1",
+                                   "status": "succeeded", "outcome": {"buggy": False, "metric": 0.9}},
+                         "n0001": {"id": "n0001", "seq": 1, "stage": "tuning", "action": "tune", "parent": "n0000",
+                                   "config": {"seed": 0, "params": {"lr": 0.01}, "code": "print('tuned')\n"},
+                                   "reason": "tune by hand", "status": "succeeded",
+                                   "outcome": {"buggy": False, "metric": 0.91}}},
+               "stages": [], "phase": "searching"}
+    api.objects[plugin.join_uri(prefix, "journal.json")] = json.dumps(journal).encode()
+    api.objects[artifact_uri("momentum-n0001")] = b"epoch 1 loss 0.5\n"
+    target = tmp_path / "tree.html"
+    result = invoke(api, "tree", NAME, "--html", str(target))
+    assert result.exit_code == 0 and f"HTML view: {target}" in result.output
+    page = target.read_text()
+    assert "epoch 1 loss 0.5" in page and "tuned" in page and "lr: 0.1 \\u2192 0.01" in page
+    assert RUN["status"]["paper"]["uri"] in page
+    del api.objects[plugin.join_uri(prefix, "journal.json")]
+    missing = CliRunner().invoke(plugin.cli, ["tree", NAME, "--html", str(target)], obj=api)
+    assert missing.exit_code == 1 and "NoSuchKey" in missing.output

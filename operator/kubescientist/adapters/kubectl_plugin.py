@@ -4,6 +4,7 @@ kubectl runs any ``kubectl-<name>`` executable on PATH as ``kubectl <name>``; ``
 installs this one as a console script, so::
 
     kubectl scientist tree RUN [-n NS]           the search tree: stage, action, metric, buggy marks, the best node
+    kubectl scientist tree RUN --html FILE       the same page as a local run's tree.html, from object storage
     kubectl scientist logs NODE [--stderr]       a node's program output (object storage), or its pod's log
     kubectl scientist paper RUN [-o FILE]        download the run's paper (status.paper.uri)
     kubectl scientist suspend RUN                no new node starts (running ones finish): spec.suspend=true
@@ -389,14 +390,95 @@ def _namespace_option(f: Any) -> Any:
 @cli.command()
 @click.argument('run')
 @_namespace_option
+@click.option('--html', 'html_path', type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the run's tree.html (code, output, plots, diffs per node) from its object storage.")
+@click.option('--s3-endpoint', default=None,
+              help="Reach the run's object storage here instead of at its spec.storage.s3.endpoint.")
 @click.pass_context
-def tree(ctx: click.Context, run: str) -> None:
+def tree(ctx: click.Context, run: str, html_path: Path | None, s3_endpoint: str | None) -> None:
     """The search tree of RUN: each node's stage, action, objective metric and outcome; ★ marks the best."""
     api = _api(ctx)
     obj = api.get_run(run)
+    nodes = api.list_nodes(run)
     # Piped (grep, a file): one line per node, however long, rather than rich's 80-column wrapping.
     width = None if sys.stdout.isatty() else PIPE_WIDTH
-    render_tree(obj, api.list_nodes(run), Console(highlight=False, width=width))
+    render_tree(obj, nodes, Console(highlight=False, width=width))
+    if html_path is not None:
+        html_path.write_text(cluster_page(api, obj, nodes, s3_endpoint))
+        click.echo(f"HTML view: {html_path}")
+
+
+def run_prefix(run: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]]) -> str:
+    """The run's folder in object storage (``s3://bucket/prefix/runs/<ns>/<run>/``), from where its nodes'
+    artifacts or its paper were stored."""
+    for node in nodes:
+        uri = (((node.get('status') or {}).get('artifacts') or {}).get('uri')) or ''
+        if '/nodes/' in uri:
+            return uri[:uri.rindex('/nodes/') + 1]
+    paper = (((run.get('status') or {}).get('paper') or {}).get('uri')) or ''
+    if '/paper/' in paper:
+        return paper[:paper.rindex('/paper/') + 1]
+    name = (run.get('metadata') or {}).get('name', '?')
+    raise PluginError(f"run {name} has nothing in object storage yet (no node artifacts, no paper)")
+
+
+@dataclasses.dataclass
+class StorageFiles:
+    """A cluster run's node files (``treeview.NodeFiles``), read from the artifacts in each node's status."""
+
+    api: Api
+    access: S3Access
+    artifacts: dict[str, Mapping[str, Any]]
+    """Node id -> its status.artifacts."""
+
+    def read(self, node: Any, name: str) -> bytes | None:
+        uri = (self.artifacts.get(node.id) or {}).get('uri')
+        if not uri:
+            return None
+        try:
+            return self.api.read_object(self.access, join_uri(uri, name))
+        except PluginError:
+            return None
+
+    def plots(self, node: Any) -> list[str]:
+        return [str(p) for p in (self.artifacts.get(node.id) or {}).get('plots') or ()]
+
+
+def cluster_page(api: Api, run: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]],
+                 endpoint: str | None) -> str:
+    """tree.html of a cluster run: its journal, each node's outputs and, once the search ended, the template
+    (from records.tar.gz) for the code view."""
+    import json
+    import tempfile
+
+    from experiment_runtime.pod import TransferError, unpack
+    from kubescientist.adapters.local.treeview import html_page, program_reader
+    from kubescientist.core.journal import Journal
+
+    name = str((run.get('metadata') or {}).get('name', ''))
+    secret_name = ((((run.get('spec') or {}).get('storage') or {}).get('s3') or {}).get('secretRef') or {}).get('name')
+    access = s3_access(run, api.get_secret(secret_name) if secret_name else None, endpoint)
+    prefix = run_prefix(run, nodes)
+    try:
+        journal = Journal.from_dict(json.loads(api.read_object(access, join_uri(prefix, 'journal.json'))))
+    except (ValueError, KeyError, TypeError) as err:
+        raise PluginError(f"{join_uri(prefix, 'journal.json')}: not a readable journal ({err})") from None
+    artifacts = {node_row(n, name).node_id: ((n.get('status') or {}).get('artifacts') or {}) for n in nodes}
+    best = ((run.get('status') or {}).get('bestNode') or {}).get('name')
+    best_id = best[len(name) + 1:] if isinstance(best, str) and best.startswith(f'{name}-') else None
+    metric = str(((run.get('spec') or {}).get('objective') or {}).get('metric', 'metric'))
+    links = {key: value['uri'] for key, value in (run.get('status') or {}).items()
+             if key in ('paper', 'review') and isinstance(value, Mapping) and value.get('uri')}
+    with tempfile.TemporaryDirectory(prefix='ks-tree-') as tmp:
+        template = None
+        try:
+            unpack(api.read_object(access, join_uri(prefix, 'records.tar.gz')), Path(tmp))
+            template = Path(tmp) / 'template'
+        except (PluginError, TransferError):
+            pass  # the search is still going: no records yet, so only LLM-written code is shown
+        return html_page(journal, name, files=StorageFiles(api, access, artifacts),
+                         code_of=program_reader(Path(tmp), template), metric=metric, links=links,
+                         best=journal.nodes.get(best_id) if best_id else None)
 
 
 @cli.command()

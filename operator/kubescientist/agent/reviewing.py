@@ -48,6 +48,20 @@ INCONSISTENT = {"Accept": range(1, 4), "Reject": range(8, 11)}
 
 
 @dataclasses.dataclass(frozen=True)
+class Example:
+    """A reviewed paper shown to a reviewer for calibration (the published AI Scientist reviewer shows one)."""
+
+    paper: str
+    """The paper's text (its beginning: ``MAX_EXAMPLE_CHARS``)."""
+    review: str
+    """Its review, the form as JSON."""
+
+
+MAX_EXAMPLE_CHARS = 6_000
+"""Text of an example paper shown (about 1.5k tokens: abstract, introduction and the start of the method)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Persona:
     """What a reviewer of the ensemble looks at first."""
 
@@ -150,7 +164,8 @@ class LLMReviewer:
     """A ``Reviewer``: one ensemble member with its persona (and temperature)."""
 
     def __init__(self, client: LLMClient, persona: Persona = PERSONAS[0], *, member: int = 1,
-                 temperature: float | None = None, include_checks: bool = True) -> None:
+                 temperature: float | None = None, include_checks: bool = True,
+                 examples: Sequence[Example] = ()) -> None:
         """``member`` numbers the reviewer in the ledger (subject ``review:<member>``); ``temperature``
         None keeps the configured one (or the server's default)."""
         self.client = with_temperature(client, temperature) if temperature is not None else client
@@ -159,6 +174,7 @@ class LLMReviewer:
         self.member = member
         self.temperature = temperature
         self.include_checks = include_checks
+        self.examples = tuple(examples)
         self._rendered: tuple[Submission, RenderedPrompt] | None = None
 
     @property
@@ -171,7 +187,8 @@ class LLMReviewer:
             prompt = self.client.prompts.render(
                 "review_paper", persona=self.persona, title=submission.title,
                 paper=_paper_text(submission, MAX_PAPER_CHARS),
-                checks=_checks(submission) if self.include_checks else [])
+                checks=_checks(submission) if self.include_checks else [],
+                examples=[{"paper": e.paper[:MAX_EXAMPLE_CHARS], "review": e.review} for e in self.examples])
             self._rendered = (submission, prompt)
         return self._rendered[1]
 
@@ -225,7 +242,8 @@ def _paper_text(submission: Submission, chars: int) -> str:
 
 def review_team(client: LLMClient, reviewers: int, *,
                 temperatures: Sequence[float] | None = ENSEMBLE_TEMPERATURES,
-                personas: Sequence[Persona] = PERSONAS) -> tuple[list[LLMReviewer], LLMAreaChair]:
+                personas: Sequence[Persona] = PERSONAS,
+                examples: Sequence[Example] = ()) -> tuple[list[LLMReviewer], LLMAreaChair]:
     """``reviewers`` ensemble members (personas and temperatures cycled) and their area chair.
 
     Temperatures are sent only to models that take one (see ``takes_temperature``); ``temperatures=None``
@@ -236,9 +254,10 @@ def review_team(client: LLMClient, reviewers: int, *,
     model = client.config.model_for("review")
     vary = temperatures if temperatures and reviewers > 1 and takes_temperature(model) else None
     team = [LLMReviewer(client, personas[i % len(personas)], member=i + 1,
-                        temperature=vary[i % len(vary)] if vary else None) for i in range(reviewers)]
+                        temperature=vary[i % len(vary)] if vary else None, examples=examples)
+            for i in range(reviewers)]
     return team, LLMAreaChair(client)
 
 
-__all__ = ["DEFAULT_REFLECTIONS", "ENSEMBLE_TEMPERATURES", "LLMAreaChair", "LLMReviewer", "PERSONAS", "Persona",
+__all__ = ["DEFAULT_REFLECTIONS", "ENSEMBLE_TEMPERATURES", "Example", "LLMAreaChair", "LLMReviewer", "PERSONAS", "Persona",
            "REFLECTION", "REVIEW_FORM", "review_team", "takes_temperature", "with_temperature"]

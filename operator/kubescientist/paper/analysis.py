@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from kubescientist.core.journal import Node, StageRecord
 from kubescientist.core.objective import SeedStats, better, seed_stats
 from kubescientist.core.spec import STAGE_NAMES, Objective, StageName
-from kubescientist.core.summary import node_counts, run_best, stage_seed_stats
+from kubescientist.core.stats import compare
+from kubescientist.core.summary import node_counts, node_seed_stats, run_best, stage_seed_stats
 from kubescientist.paper.citations import Reference
 from kubescientist.paper.numbers import Facts
 from kubescientist.paper.records import RunRecords
@@ -121,10 +122,14 @@ class RunAnalysis:
     """The research agenda's variants against the research stage's root."""
     variant_reference: Node | None
     """The node the variants modify."""
+    variant_reference_stats: SeedStats | None
+    """Its objective over its seeds: what each variant's delta is measured against."""
     ablations: tuple[Comparison, ...]
     """Each ablation against the ablation stage's root."""
     ablation_reference: Node | None
     """The node the ablations modify (the research result)."""
+    ablation_reference_stats: SeedStats | None
+    """Its objective over its seeds: what each ablation's delta is measured against (never its single run)."""
     datasets: tuple[str, ...]
     """The datasets the best node reports, in order."""
     counts: Mapping[str, int]
@@ -157,8 +162,10 @@ def analyse(records: RunRecords) -> RunAnalysis:
     datasets = tuple(best.metrics) if best is not None else ()
     analysis = RunAnalysis(
         records=records, objective=spec.objective, stages=stages, best=best, variants=variants,
-        variant_reference=research.root if research else None, ablations=ablations,
-        ablation_reference=ablation.root if ablation else None, datasets=datasets,
+        variant_reference=research.root if research else None,
+        variant_reference_stats=_reference_stats(records, research), ablations=ablations,
+        ablation_reference=ablation.root if ablation else None,
+        ablation_reference_stats=_reference_stats(records, ablation), datasets=datasets,
         counts=node_counts(journal.nodes.values()), facts=Facts())
     _register_facts(analysis)
     return analysis
@@ -254,10 +261,17 @@ def _curve_stats(records: RunRecords, runs: tuple[Node, ...]) -> dict[str, dict[
     return out
 
 
+def _reference_stats(records: RunRecords, stage: StageResult | None) -> SeedStats | None:
+    return None if stage is None or stage.root is None else node_seed_stats(records.journal, stage.root)
+
+
 def _comparisons(records: RunRecords, stage: StageResult | None, field: str) -> tuple[Comparison, ...]:
+    """Each variant or ablation against the seed mean of the node it modifies (its single run where it has no
+    seeds): its best seed would inflate every difference."""
     if stage is None or stage.root is None:
         return ()
-    reference = stage.root.metric
+    stats = _reference_stats(records, stage)
+    reference = stats.mean if stats is not None else stage.root.metric
     out = []
     for trial in stage.trials:
         name = getattr(trial.node.config, field)
@@ -319,6 +333,7 @@ def _register_facts(analysis: RunAnalysis) -> None:
         if stage_spec is not None:
             facts.add(stage_spec.max_nodes, f"{stage.name}: node budget")
     _register_improvements(analysis)
+    _register_tests(analysis)
     for group in (analysis.variants, analysis.ablations):
         for c in group:
             if c.delta is not None:
@@ -394,6 +409,20 @@ def _register_improvements(analysis: RunAnalysis) -> None:
         _add_change(analysis, b.mean - a.mean, a.mean, f"{last.name} over {first.name}")
         if analysis.best is not None and analysis.best.objective is not None:
             _add_change(analysis, analysis.best.objective.mean - a.mean, a.mean, f"result over {first.name}")
+
+
+def _register_tests(analysis: RunAnalysis) -> None:
+    """Welch's t-test between every two seed means the paper may compare: the difference and its 95% interval."""
+    results = [s.objective for s in analysis.stages if s.objective is not None]
+    results += [r for r in (analysis.variant_reference_stats, analysis.ablation_reference_stats) if r is not None]
+    analysis.facts.add(95, "confidence level of the intervals (%)")
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            for later, earlier in ((a, b), (b, a)):
+                test = compare(later, earlier, analysis.objective.direction)
+                analysis.facts.add(test.difference, "difference of two seed means")
+                for bound in test.interval or ():
+                    analysis.facts.add(bound, "95% interval of a difference of seed means (Welch)")
 
 
 def _add_change(analysis: RunAnalysis, delta: float, base: float, what: str) -> None:

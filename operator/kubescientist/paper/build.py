@@ -258,12 +258,83 @@ async def build(folder: pathlib.Path, main: str = "paper.tex", fixer: LatexFixer
     report.warnings += sorted(set(re.findall(r"LaTeX Warning: ((?:Reference|Citation) `[^']*' [^\n]*undefined)",
                                              last.log)))
     if shutil.which("chktex"):
-        _, out = await _run(["chktex", *CHKTEX_ARGS, main], folder)
-        report.chktex = [line for line in out.splitlines() if line.strip()]
+        findings = await _chktex(folder, main)
+        source = tex.read_text(encoding="utf-8")
+        styled = await _style_fixes(source, findings, fixer)
+        if styled != source:
+            # The style fixes go through the same compiler; a fix that breaks the build is undone.
+            tex.write_text(styled, encoding="utf-8")
+            try:
+                await compile_pass()
+                await compile_pass()
+                report.fixes.append(f"chktex: {len(findings)} finding(s) sent to the {fixer.name} fixer")
+            except LatexBuildError:
+                tex.write_text(source, encoding="utf-8")
+                report.error = None
+                await compile_pass()
+                await compile_pass()
+            findings = await _chktex(folder, main)
+        report.chktex = [f.message for f in findings]
     else:
         report.warnings.append("chktex not installed: style checks skipped")
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleFinding:
+    """One chktex warning."""
+
+    line: int
+    """1-based line in the source."""
+    column: int
+    """1-based column chktex points at."""
+    number: int
+    """chktex's warning number (12: interword spacing after an abbreviation's full stop, ...)."""
+    message: str
+    """``paper.tex:LINE:COL: warning N: text``."""
+
+
+async def _chktex(folder: pathlib.Path, main: str) -> list[StyleFinding]:
+    _, out = await _run(["chktex", *CHKTEX_ARGS, "-v0", main], folder)
+    findings = []
+    for line in out.splitlines():
+        match = re.match(r"^(.*?):(\d+):(\d+):(\d+):(.*)$", line)
+        if match:
+            findings.append(StyleFinding(int(match.group(2)), int(match.group(3)), int(match.group(4)),
+                                         f"{main}:{match.group(2)}:{match.group(3)}: warning {match.group(4)}: "
+                                         f"{match.group(5).strip()}"))
+    return findings
+
+
+MAX_STYLE_FIXES = 20
+"""chktex findings sent to the fixer per paper, at most."""
+
+
+async def _style_fixes(source: str, findings: list[StyleFinding], fixer: LatexFixer) -> str:
+    """chktex's findings repaired: interword spacing by rule; any other finding by a model fixer, whose answer
+    is kept only when it changes the one line named (a style fix must not rewrite the paper)."""
+    lines = source.split("\n")
+    # Right to left within a line, so that each fix leaves the columns of the ones before it valid.
+    for finding in sorted(findings, key=lambda f: (f.line, -f.column))[:MAX_STYLE_FIXES]:
+        index, at = finding.line - 1, finding.column - 1
+        if not 0 <= index < len(lines):
+            continue
+        line = lines[index]
+        if finding.number == 12 and at < len(line) and line[at] == " ":
+            lines[index] = line[:at] + "\\ " + line[at + 1:]
+            continue
+        if fixer.name == "deterministic":
+            continue  # its generic repair comments lines out: right for an error, wrong for a style warning
+        current = "\n".join(lines)
+        repaired = await fixer.fix(current, LatexError(finding.message, "paper.tex", finding.line, line,
+                                                       f"chktex {finding.message}\n{line}"))
+        if repaired is None:
+            continue
+        new = repaired.split("\n")
+        if len(new) == len(lines) and all(a == b for i, (a, b) in enumerate(zip(lines, new)) if i != index):
+            lines = new
+    return "\n".join(lines)
 
 
 def _main_pages(aux: pathlib.Path) -> int | None:

@@ -12,6 +12,7 @@ import shutil
 from typing import Any, Literal, Sequence, cast
 
 import matplotlib
+import PIL.Image
 
 matplotlib.use("Agg")  # the writer runs headless, in a pod or a test
 import matplotlib.pyplot as plt  # noqa: E402
@@ -24,8 +25,11 @@ from kubescientist.paper.fmt import escape, label, mean_pm, number  # noqa: E402
 TEXT_WIDTH_IN = 5.5
 """The template's text width: figures are drawn at their printed size so fonts print at their set size."""
 
-STAGE_COLOURS = {"initial": "#7f7f7f", "tuning": "#1f77b4", "research": "#d62728", "ablation": "#2ca02c"}
-DATASET_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+STAGE_COLOURS = {"initial": "#7f7f7f", "tuning": "#1f77b4", "research": "#9467bd", "ablation": "#ff7f0e"}
+"""Stages are told apart by colour; none is green or red, which mean better and worse throughout the paper."""
+DATASET_COLOURS = ("#1f77b4", "#9467bd", "#8c564b", "#17becf", "#ff7f0e")
+BETTER, WORSE, NOISE = "#007326", "#b30d0d", "#9e9e9e"
+"""The paper's colours for a change: the tables' ksgood and ksbad, and grey where it is within noise."""
 MAX_PANELS = 3
 """More panels than this print too small to read at text width."""
 
@@ -218,51 +222,77 @@ def _search(analysis: RunAnalysis, out: pathlib.Path) -> Figure | None:
 def _comparisons(analysis: RunAnalysis, out: pathlib.Path, kind: Literal["variants", "ablations"]) -> Figure | None:
     rows: Sequence[Comparison] = analysis.variants if kind == "variants" else analysis.ablations
     reference = analysis.variant_reference if kind == "variants" else analysis.ablation_reference
-    if not rows or reference is None or reference.metric is None:
+    stats = analysis.variant_reference_stats if kind == "variants" else analysis.ablation_reference_stats
+    if not rows or reference is None or stats is None:
         return None
     names = [f"reference\n({reference.id})", *[c.name.replace("_", " ") for c in rows]]
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN * 0.48, 0.6 + 0.3 * len(names)))
     positions = list(range(len(names)))[::-1]
-    ref_stage = next((s for s in analysis.stages if s.best is not None and s.best.id == reference.id
-                      and not s.kept_root), None)
-    ax.axvline(reference.metric, color="black", linewidth=0.8, linestyle="--", alpha=0.6)
-    ax.scatter([reference.metric], [positions[0]], color="black", s=16, zorder=3)
-    if ref_stage is not None and ref_stage.objective is not None and ref_stage.objective.n > 1:
-        stats = ref_stage.objective
-        ax.errorbar([stats.mean], [positions[0] - 0.18], xerr=[stats.stderr], fmt="s", color="grey",
+    ax.axvline(stats.mean, color="black", linewidth=0.8, linestyle="--", alpha=0.6)
+    if stats.n > 1:
+        ax.errorbar([stats.mean], [positions[0]], xerr=[2 * stats.stderr], fmt="s", color="black",
                     markersize=3, capsize=2, elinewidth=0.8)
-    colour = STAGE_COLOURS["research" if kind == "variants" else "ablation"]
+    else:
+        ax.scatter([stats.mean], [positions[0]], color="black", s=16, zorder=3)
     for y, c in zip(positions[1:], rows):
-        if c.value is None:
-            ax.annotate("no result (buggy)", (reference.metric, y), fontsize=7, ha="right", va="center")
+        if c.value is None or c.delta is None:
+            ax.annotate("no result (buggy)", (stats.mean, y), fontsize=7, ha="right", va="center")
             continue
-        ax.barh([y], [c.value - reference.metric], left=[reference.metric], height=0.45, color=colour,
-                alpha=0.8, zorder=2)
+        within = stats.n > 1 and abs(c.delta) <= 2 * stats.stderr
+        colour = NOISE if within or c.delta == 0 else BETTER if analysis.improves(c.delta) else WORSE
+        ax.barh([y], [c.delta], left=[stats.mean], height=0.45, color=colour, zorder=2)
     ax.set_yticks(positions, names)
     ax.set_xlabel(_metric_label(analysis))
     ax.grid(axis="y", visible=False)
     pdf, png = _save(fig, out, kind)
     what = "variant of the research agenda" if kind == "variants" else "ablation (one component switched off)"
     caption = (rf"\textbf{{{'Variants' if kind == 'variants' else 'Ablations'}.}} {_caption_metric(analysis)} "
-               rf"of each {what}, drawn as its change from the reference {escape(reference.id)} "
-               rf"(dashed line, {number(reference.metric)}) run with the same seed; one seed each.")
-    if ref_stage is not None and ref_stage.objective is not None and ref_stage.objective.n > 1:
-        caption += (rf" The grey square is the reference's mean $\pm$ standard error over {ref_stage.objective.n} "
-                    rf"seeds ({mean_pm(ref_stage.objective.mean, ref_stage.objective.stderr, ref_stage.objective.n)}).")
+               rf"of each {what} (one run each), drawn as its change from the reference {escape(reference.id)}")
+    if stats.n > 1:
+        caption += (rf", whose mean over {stats.n} seeds ({mean_pm(stats.mean, stats.stderr, stats.n)}) is the "
+                    r"dashed line, with twice its standard error. Green: better beyond that band; red: worse; "
+                    r"grey: within it.")
+    else:
+        caption += rf" (dashed line, {number(stats.mean)}, a single run). Green: better; red: worse."
     # Variants and ablations are the same kind of plot: printed side by side, near the ablations.
     return Figure(kind, caption, "ablations", pdf, png, width=0.48)
 
 
+PROGRAM_FONT_PT = 10.0
+"""The font size a program's own plot is assumed to use (matplotlib's default)."""
+MIN_FONT_PT = 6.0
+"""The smallest font the paper prints: a program plot that would shrink below it is left out."""
+
+
+def printed_width(plot: pathlib.Path) -> float | None:
+    """The fraction of the text width at which ``plot`` prints its text at ``MIN_FONT_PT`` or more, or None when
+    even the full width is too narrow (the figure was drawn too wide for its fonts)."""
+    with PIL.Image.open(plot) as image:
+        dpi = image.info.get("dpi", (100.0, 100.0))[0] or 100.0
+        drawn_in = image.size[0] / float(dpi)
+    needed_in = drawn_in * MIN_FONT_PT / PROGRAM_FONT_PT
+    if needed_in > TEXT_WIDTH_IN:
+        return None
+    return round(max(0.5, needed_in / TEXT_WIDTH_IN), 2)
+
+
 def _program_plots(analysis: RunAnalysis, out: pathlib.Path) -> list[Figure]:
-    """The best node's own plots, copied unaltered for the appendix."""
+    """The best node's own plots, copied unaltered for the appendix, each at a width that keeps its text
+    legible; one too wide to print legibly is left out (the paper's own figures redraw the curves)."""
     if analysis.best is None or analysis.best.best is None:
         return []
     node = analysis.best.best
     figures = []
     for i, plot in enumerate(analysis.records.plots(node.id)[:2]):
+        try:
+            width = printed_width(plot)
+        except (OSError, PIL.UnidentifiedImageError):
+            continue
+        if width is None:
+            continue
         target = out / f"program-{node.id}-{i}.png"
         shutil.copyfile(plot, target)
         caption = (rf"\textbf{{Plot written by the experiment program}} of node {escape(node.id)} "
                    rf"(\texttt{{{escape(plot.name)}}}), reproduced unaltered.")
-        figures.append(Figure(f"program{i}", caption, "appendix", None, target, width=0.5))
+        figures.append(Figure(f"program{i}", caption, "appendix", None, target, width=width))
     return figures

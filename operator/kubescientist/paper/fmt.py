@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import re
 
+from kubescientist.core import stats
+
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
     "&": r"\&",
@@ -69,16 +71,25 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
 
 
 def decimals_for(stderr: float) -> int:
-    """Decimal places that show a standard error to one significant digit (two when it starts with 1)."""
-    if stderr <= 0 or not math.isfinite(stderr):
-        return 0
-    magnitude = math.floor(math.log10(stderr))
-    leading = int(f"{stderr:.0e}"[0])
-    return max(0, -magnitude + (1 if leading == 1 else 0))
+    """The one precision rule (``kubescientist.core.stats``): a standard error to one significant digit, two
+    when it starts with 1; a mean or difference beside it to the same decimal places."""
+    return stats.decimals_for(stderr)
+
+
+def fixed(value: float, places: int | None, *, sign: bool = False) -> str:
+    """``value`` to ``places`` decimals (the precision of the error bar it is read against), as LaTeX; with no
+    error bar (``None``), ``SIGNIFICANT`` significant digits."""
+    if places is None:
+        return number(value, sign=sign)
+    body = f"{value:+.{places}f}" if sign else f"{value:.{places}f}"
+    return f"${body}$" if body[0] in "+-" else body
 
 
 def mean_pm(mean: float, stderr: float, n: int, *, math_mode: bool = True) -> str:
-    """``mean ± s.e.``, the mean rounded to the precision of its standard error (one sample: the mean)."""
+    """``mean ± s.e.``, the mean rounded to the precision of its standard error (one sample: the mean). Several
+    seeds with one value are flagged, not shown as ``± 0``: the program ignores its seed."""
+    if n >= 2 and stderr == 0:
+        return f"{number(mean)} (identical over {n} seeds)"
     if n < 2 or stderr <= 0:
         return number(mean)
     places = min(decimals_for(stderr), 8)

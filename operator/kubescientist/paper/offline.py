@@ -13,10 +13,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from kubescientist.core.journal import Node
 from kubescientist.core.objective import SeedStats
+from kubescientist.core.stats import Comparison as Test, compare as welch
 from kubescientist.paper.analysis import ONSET, Comparison, RunAnalysis, StageResult
 from kubescientist.paper.citations import Reference
 from kubescientist.paper.figures import Figure
-from kubescientist.paper.fmt import count, escape, label, markdown, mean_pm, number, param
+from kubescientist.paper.fmt import count, decimals_for, escape, fixed, label, mean_pm, number, param
 from kubescientist.paper.sections import SectionName
 from kubescientist.paper.tables import Table
 
@@ -75,12 +76,24 @@ def _pm(stats: SeedStats) -> str:
     return mean_pm(stats.mean, stats.stderr, stats.n)
 
 
+def statement(text: str) -> str:
+    """A user's sentence (a hypothesis, a title), escaped, set on its own: one terminal mark, never two."""
+    text = " ".join(text.split()).rstrip(" .;:,")
+    return escape(text) + ("" if text.endswith(("?", "!")) else ".")
+
+
+def phrase(text: str) -> str:
+    """A template's noun phrase (a variant's description), escaped, without a trailing full stop."""
+    return escape(" ".join(text.split()).rstrip(" .;:,"))
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in (t.lower().strip(".,;:?!()") for t in text.replace("_", " ").replace("-", " ").split())
+            if len(w) > 2 and w not in {"the", "and", "without", "with", "removed", "off", "drive", "does"}}
+
+
 def _node(node: Node | None) -> str:
     return r"\texttt{" + escape(node.id) + "}" if node is not None else "--"
-
-
-def _signed(value: float) -> str:
-    return number(value, sign=True)
 
 
 def _join(items: Sequence[str]) -> str:
@@ -123,17 +136,36 @@ class _Writer:
         stage = self.a.stage("initial")
         return stage if stage.objective is not None else None
 
+    def test(self, later: SeedStats, earlier: SeedStats) -> Test:
+        """Welch's t-test of two seed means (its numbers are facts: ``analysis._register_tests``)."""
+        return welch(later, earlier, self.a.objective.direction)
+
     def compare(self, later: SeedStats, earlier: SeedStats) -> str:
-        """How two seed means relate, judged against their combined standard error."""
-        delta = later.mean - earlier.mean
-        spread = math.hypot(later.stderr, earlier.stderr)
-        if spread > 0 and abs(delta) <= spread:
-            return "within the seeds' combined standard error, so not a measurable difference"
-        if spread > 0 and abs(delta) <= 2 * spread:
-            return "between one and two combined standard errors, a suggestive but not a clear difference"
-        if self.a.improves(delta):
-            return "an improvement larger than twice the seeds' combined standard error"
-        return "a deterioration larger than twice the seeds' combined standard error"
+        """How two seed means relate, by Welch's t-test (two-sided, 5%), with the interval of the difference."""
+        result = self.test(later, earlier)
+        if result.verdict == "single run":
+            return "a comparison of single runs, which cannot separate an effect from seed noise"
+        if result.verdict == "identical":
+            return "identical: every seed gave the same value, so the program ignores its seed"
+        assert result.interval is not None
+        places = decimals_for(max(later.stderr, earlier.stderr)) or None
+        interval = rf"95\% interval of the difference [{fixed(result.interval[0], places)}, " \
+                   rf"{fixed(result.interval[1], places)}] by Welch's t-test"
+        if result.verdict == "within noise":
+            return rf"within noise ({interval} includes zero)"
+        word = "an improvement" if result.verdict == "better" else "a deterioration"
+        return rf"{word} beyond seed noise ({interval} excludes zero)"
+
+    def delta(self, delta: float, *spreads: float) -> str:
+        """A signed difference at the precision of the larger standard error beside it."""
+        spread = max(spreads, default=0.0)
+        if spread <= 0:
+            return fixed(delta, None, sign=True)
+        places = decimals_for(spread)
+        # A difference far below the noise would round to a signed zero: show its first digit instead.
+        while delta and round(delta, places) == 0 and places < decimals_for(spread) + 3:
+            places += 1
+        return fixed(delta, places, sign=True)
 
     def largest_ablation(self) -> Comparison | None:
         rows = [c for c in self.a.ablations if c.delta is not None]
@@ -141,61 +173,94 @@ class _Writer:
 
     # -- sections ------------------------------------------------------------------------------------
 
+    def stages_run(self) -> list[str]:
+        words = {"initial": "a first working implementation", "tuning": "hyperparameter tuning",
+                 "research": "the variants of a research agenda", "ablation": "ablations"}
+        return [words[s.name] for s in self.a.stages if s.trials]
+
+    def question(self) -> str:
+        """The run's question or hypothesis as its own labelled sentence (never spliced into ours)."""
+        idea = self.a.records.idea
+        if idea.title.strip().endswith("?"):
+            return r"\emph{Question.} " + statement(idea.title)
+        if idea.hypothesis.strip():
+            return r"\emph{Hypothesis.} " + statement(idea.hypothesis)
+        return ""
+
+    def answer(self) -> str:
+        """What the results say about the question, from the ablation the question names if there is one."""
+        a, result = self.a, self.result()
+        if result is None or result.objective is None:
+            return "The search produced no working result, so this run cannot answer the question."
+        idea = a.records.idea
+        asked = _words(f"{idea.title} {idea.hypothesis}")
+        named = [c for c in a.ablations if c.value is not None and c.delta is not None
+                 and _words(c.name.removeprefix("no_")) & asked]
+        reference = a.ablation_reference_stats
+        if named and reference is not None:
+            c = max(named, key=lambda c: abs(c.delta or 0.0))
+            assert c.delta is not None and c.value is not None
+            spread = 2 * reference.stderr if reference.n > 1 else 0.0
+            change = (rf"switching off \texttt{{{escape(c.name)}}} changes {self.metric} from {_pm(reference)} to "
+                      rf"{fixed(c.value, decimals_for(reference.stderr) if reference.n > 1 else None)} in one run")
+            yes, unsure, no = (("support the hypothesis", "do not support the hypothesis", "contradict the hypothesis")
+                               if idea.hypothesis.strip() else ("answer yes", "do not answer yes", "answer no"))
+            if reference.n > 1 and abs(c.delta) <= spread:
+                return rf"The results {unsure} for this program: {change}, within twice the seed standard error."
+            if a.improves(-c.delta):
+                return (rf"The results {yes} for this program: {change}, beyond twice the seed standard error"
+                        if reference.n > 1 else rf"The results {yes}, on a single reference run, for this program: "
+                        rf"{change}") + "."
+            return rf"The results {no} for this program: {change}; the program does better without it."
+        initial = self.initial()
+        if initial is not None and initial.objective is not None and initial is not result:
+            return (rf"No ablation switched off what the question names, so the run answers it only indirectly: "
+                    rf"the best configuration reaches {_pm(result.objective)} against {_pm(initial.objective)} "
+                    rf"for the first working implementation, {self.compare(result.objective, initial.objective)}.")
+        return "No ablation switched off what the question names, so the run does not answer it directly."
+
     def abstract(self) -> str:
-        idea, a = self.a.records.idea, self.a
-        parts = []
-        if idea.hypothesis:
-            parts.append(rf"We test the hypothesis that {escape(_sentence_start(idea.hypothesis.strip()))}")
-            if not parts[-1].endswith("."):
-                parts[-1] += "."
-        else:
-            parts.append(rf"We study the question of \emph{{{escape(idea.title)}}}.")
-        parts.append(
-            rf"An automated search ran {count(a.counts['total'], 'experiment')} in four stages: a first working "
-            r"implementation, hyperparameter tuning, the variants of a research agenda, and ablations, each "
-            r"stage's best configuration re-run with several seeds.")
+        a = self.a
+        parts = [self.question()] if self.question() else []
+        stages = self.stages_run()
+        parts.append(rf"An automated search ran {count(a.counts['total'], 'experiment')} in "
+                     rf"{count(len(stages), 'stage')}: {_join(stages)}; each stage's best configuration was re-run "
+                     r"with further seeds.")
         result, initial = self.result(), self.initial()
         if result is None:
-            why = escape(a.records.journal.message or "no node ran")
-            parts.append(rf"The search produced no working result ({why}); this paper reports what was tried and "
-                         r"how it failed.")
+            parts.append(r"The search produced no working result; this paper reports what was tried and how it "
+                         r"failed.")
         if result is not None and result.objective is not None and result.best is not None:
-            text = (rf"The best configuration, found in the {result.name} stage, reaches a {self.metric} of "
+            text = (rf"The best configuration, from the {result.name} stage, reaches a {self.metric} of "
                     rf"{_pm(result.objective)} (mean $\pm$ standard error over {result.objective.n} seeds)")
             if initial is not None and initial.objective is not None and initial is not result:
-                text += rf", against {_pm(initial.objective)} for the first working implementation"
+                text += (rf" against {_pm(initial.objective)} for the first working implementation: "
+                         rf"{self.compare(result.objective, initial.objective)}")
             parts.append(text + ".")
-        better_variants = [c for c in a.variants if c.delta is not None and a.improves(c.delta)]
-        if a.variants and result is not None and result.name != "research":
-            parts.append(rf"None of the {count(len(a.variants), 'research variant')} improved on the tuned "
-                         r"configuration over seeds.")
-        elif better_variants:
-            parts.append(rf"Of the {count(len(a.variants), 'research variant')}, "
-                         rf"{_join([escape(c.name) for c in better_variants])} improved on the tuned configuration "
-                         r"on the same seed.")
-        largest = self.largest_ablation()
-        reference = a.ablation_reference
-        if largest is not None and largest.value is not None and reference is not None \
-                and reference.metric is not None:
-            what = escape(largest.description or largest.name)
-            parts.append(rf"Ablations show the largest effect for \emph{{{what}}}, which changes {self.metric} from "
-                         rf"{number(reference.metric)} to {number(largest.value)}.")
+            rivals = [s for s in a.stages if s is not result and s.name not in ("initial", "ablation")
+                      and s.objective is not None and not s.kept_root
+                      and self.test(s.objective, result.objective).verdict == "within noise"]
+            if rivals:
+                parts.append(rf"The best of the {_join([s.name for s in rivals])} stage "
+                             rf"({_join([_pm(s.objective) for s in rivals if s.objective])}) is within noise of "
+                             r"it, so the stage that found it matters little.")
+        parts.append(self.answer())
         parts.append(r"Every number in this paper is taken from the run's records and checked automatically.")
         return " ".join(parts)
 
     def introduction(self) -> str:
         idea, a = self.a.records.idea, self.a
         out = []
-        if idea.description:
-            out.append(markdown(idea.description))
-        if idea.hypothesis:
-            out.append(r"\paragraph{Hypothesis.} " + escape(idea.hypothesis.strip()))
+        if idea.title.strip().endswith("?"):
+            out.append(r"\paragraph{Question.} " + statement(idea.title))
+        if idea.hypothesis.strip():
+            out.append(r"\paragraph{Hypothesis.} " + statement(idea.hypothesis))
+        out.append(r"\paragraph{Answer.} " + self.answer())
         out.append(
             r"We put this to an automated, reproducible test. A best-first tree search over experiments, "
             r"driven by a fixed run seed, proposes configurations of a single experiment program, runs each in a "
-            r"sandbox, and folds the measured metrics back into the search. The search proceeds in four stages, "
-            r"and each stage's best configuration is re-run with further seeds so that the result is reported "
-            rf"with an error bar{self.refs(('fig', 'stages'))}.")
+            r"sandbox, and folds the measured metrics back into the search. Each stage's best configuration is "
+            rf"re-run with further seeds so that the result is reported with an error bar{self.refs(('fig', 'stages'))}.")
         items = []
         result = self.result()
         if result is not None and result.objective is not None:
@@ -203,7 +268,7 @@ class _Writer:
                          rf"{result.objective.n} seeds{self.refs(('tab', 'stages'), ('tab', 'best'))}.")
         if a.variants:
             items.append(rf"A comparison of {count(len(a.variants), 'variant')} of the research agenda against the "
-                         rf"tuned configuration under the same seed{self.refs(('tab', 'variants'))}.")
+                         rf"tuned configuration's seed mean{self.refs(('tab', 'variants'))}.")
         if a.ablations:
             items.append(rf"{count(len(a.ablations), 'ablation').capitalize()}, each switching one component off"
                          rf"{self.refs(('tab', 'ablations'))}.")
@@ -223,8 +288,8 @@ class _Writer:
         items = []
         for ref in self.references:
             venue = f", {escape(ref.venue)}" if ref.venue else ""
-            items.append(rf"\item \citet{{{ref.key}}}: \emph{{{escape(ref.title)}}}{venue}.")
-        return (rf"A literature search for this idea returned the {count(len(self.references), 'work')} below. "
+            items.append(rf"\item \citet{{{ref.key}}}: \emph{{{phrase(ref.title)}}}{venue}.")
+        return (rf"The run's literature holds the {count(len(self.references), 'work')} below. "
                 r"This paper was written without a language model, so it lists them as retrieved and does not "
                 r"claim how each relates to the results." + "\n" + r"\begin{itemize}" + "\n" + "\n".join(items)
                 + "\n" + r"\end{itemize}")
@@ -233,7 +298,7 @@ class _Writer:
         a, template, spec = self.a, self.a.records.template, self.a.records.spec
         out = []
         if template.description:
-            out.append(r"\paragraph{The experiment program.} " + escape(template.description))
+            out.append(r"\paragraph{The experiment program.} " + statement(template.description))
         objective = a.objective
         datasets = _join([escape(label(d)) for d in (objective.datasets or a.datasets)])
         verb = "maximised" if objective.direction == "maximize" else "minimised"
@@ -243,7 +308,7 @@ class _Writer:
             rf"{fold} over the datasets" + (f" ({datasets})." if datasets else " the program reports."))
         stages = "\n".join(
             rf"\item \textbf{{{escape(s.name.capitalize())}}} {STAGE_DESCRIPTIONS[s.name]}"
-            + (rf"; its goal: \emph{{{escape(s.goal.rstrip('.'))}}}." if s.goal else ".")
+            + (rf". Goal: \emph{{{statement(s.goal)}}}" if s.goal else ".")
             for s in a.stages)
         out.append(
             r"\paragraph{Search.} The search is a best-first tree search in which every node is one run of the "
@@ -256,12 +321,12 @@ class _Writer:
             rf"re-run with {spec.seeds} further seeds and reported as the mean $\pm$ standard error over all its "
             r"runs. Every choice derives from the run seed, so the search is reproducible.")
         if template.variants:
-            items = "\n".join(rf"\item \texttt{{{escape(v.name)}}}: {escape(v.description)}."
+            items = "\n".join(rf"\item \texttt{{{escape(v.name)}}}: {statement(v.description)}"
                               for v in template.variants)
             out.append(r"\paragraph{Research agenda.} The variants tried in the research stage:" + "\n"
                        + r"\begin{itemize}" + "\n" + items + "\n" + r"\end{itemize}")
         if template.ablations:
-            items = "\n".join(rf"\item \texttt{{{escape(v.name)}}}: {escape(v.description)}."
+            items = "\n".join(rf"\item \texttt{{{escape(v.name)}}}: {statement(v.description)}"
                               for v in template.ablations)
             out.append(r"\paragraph{Ablations.} The components switched off in the ablation stage:" + "\n"
                        + r"\begin{itemize}" + "\n" + items + "\n" + r"\end{itemize}")
@@ -369,8 +434,9 @@ class _Writer:
                 + (rf" ({what})" if what else "") + rf", reaches {_pm(stage.objective)}")
         if previous is not None and previous.objective is not None:
             delta = stage.objective.mean - previous.objective.mean
-            text += (rf", {_signed(delta)} against the {escape(previous.name)} stage's "
-                     rf"{_pm(previous.objective)}: {self.compare(stage.objective, previous.objective)}")
+            text += (rf", {self.delta(delta, stage.objective.stderr, previous.objective.stderr)} against the "
+                     rf"{escape(previous.name)} stage's {_pm(previous.objective)}: "
+                     rf"{self.compare(stage.objective, previous.objective)}")
             if not a.improves(delta):
                 text += rf". The {escape(previous.name)} configuration remains the better one"
         return text + "."
@@ -405,14 +471,14 @@ class _Writer:
         return text.strip()
 
     def _variants_story(self) -> str:
-        a, reference = self.a, self.a.variant_reference
-        if not a.variants or reference is None or reference.metric is None:
+        a, reference, stats = self.a, self.a.variant_reference, self.a.variant_reference_stats
+        if not a.variants or reference is None or stats is None:
             return ""
         refs = self.refs(("tab", "variants"), ("fig", "variants"))
-        rows = [rf"\texttt{{{escape(c.name)}}} {'fails to run' if c.delta is None else _signed(c.delta)}"
+        rows = [rf"\texttt{{{escape(c.name)}}} {'fails to run' if c.delta is None else self.delta(c.delta, stats.stderr)}"
                 for c in a.variants]
-        text = (rf"Against the tuned configuration {_node(reference)} ({number(reference.metric)} on the same "
-                rf"seed), the variants change {self.metric} by {_join(rows)}{refs}.")
+        text = (rf"Against the tuned configuration {_node(reference)} ({_pm(stats)}), the variants, one run each, "
+                rf"change {self.metric} by {_join(rows)}{refs}.")
         research = a.stage("research")
         tuned = next((s for s in a.stages if s.best is not None and s.best.id == reference.id and not s.kept_root),
                      None)
@@ -424,28 +490,28 @@ class _Writer:
         return text
 
     def ablations(self) -> str:
-        a, reference = self.a, self.a.ablation_reference
-        if not a.ablations or reference is None or reference.metric is None:
+        a, reference, stats = self.a, self.a.ablation_reference, self.a.ablation_reference_stats
+        if not a.ablations or reference is None or stats is None:
             return (r"No ablation produced a result in this run, so the contribution of the program's components "
                     r"is not measured here.")
         refs = self.refs(("tab", "ablations"), ("fig", "ablations"))
+        seeded = stats.n > 1
         out = [rf"The ablation stage switches one component at a time off the research stage's result, "
-               rf"{_node(reference)}, which reaches {number(reference.metric)} with the run seed{refs}. "
-               r"Each ablation ran once with that seed, so the comparison is paired."]
-        ref_stage = next((s for s in a.stages if s.best is not None and s.best.id == reference.id
-                          and not s.kept_root), None)
-        spread = ref_stage.objective.stderr if ref_stage and ref_stage.objective and ref_stage.objective.n > 1 else None
+               rf"{_node(reference)}, which reaches {_pm(stats)}"
+               + (rf" over {stats.n} seeds" if seeded else " in a single run") + rf"{refs}. Each ablation ran "
+               r"once; its difference is taken from the reference's mean"
+               + (r" and read against twice the reference's standard error." if seeded else ".")]
+        places = decimals_for(stats.stderr) if seeded else None
         sentences = []
         for c in sorted(a.ablations, key=lambda c: -abs(c.delta or 0.0)):
-            what = escape(c.description or c.name)
+            name = rf"\texttt{{{escape(c.name)}}}"
             if c.value is None or c.delta is None:
-                sentences.append(rf"With \emph{{{what}}} (\texttt{{{escape(c.name)}}}) the program produced no result.")
+                sentences.append(rf"With {name} switched off the program produced no result.")
                 continue
-            text = (rf"With \emph{{{what}}} (\texttt{{{escape(c.name)}}}), {self.metric} is {number(c.value)} "
-                    rf"({_signed(c.delta)} against the reference)")
-            if spread is not None and abs(c.delta) <= 2 * spread:
-                text += (r", within twice the reference's seed standard error "
-                         rf"({number(spread, 2)}): no measurable contribution")
+            text = (rf"With {name} switched off, {self.metric} is {fixed(c.value, places)} "
+                    rf"({fixed(c.delta, places, sign=True)})")
+            if seeded and abs(c.delta) <= 2 * stats.stderr:
+                text += ": within noise, no measurable contribution"
             elif a.improves(-c.delta):
                 text += ": the component contributes"
             else:
@@ -454,11 +520,11 @@ class _Writer:
         out.append(" ".join(sentences))
         ablation = a.stage("ablation")
         if ablation.best is not None and not ablation.kept_root and ablation.objective is not None \
-                and ablation.objective.n > 1 and ref_stage is not None and ref_stage.objective is not None:
+                and ablation.objective.n > 1 and seeded:
             out.append(
                 rf"The best-scoring ablation, {_node(ablation.best)}, was re-run with further seeds: "
                 rf"{_pm(ablation.objective)} over {ablation.objective.n} seeds against the reference's "
-                rf"{_pm(ref_stage.objective)}, {self.compare(ablation.objective, ref_stage.objective)}.")
+                rf"{_pm(stats)}, {self.compare(ablation.objective, stats)}.")
         return "\n\n".join(out)
 
     def limitations(self) -> str:
@@ -470,13 +536,15 @@ class _Writer:
             r"as effects." if self.ref("tab", "stages") else
             rf"\textbf{{Few seeds.}} Only each stage's best configuration was run with {spec.seeds + 1} seeds; "
             r"every other node ran once.",
-            rf"\textbf{{A small search.}} The search created {a.counts['total']} nodes over a coarse grid of "
-            r"one-parameter changes; better configurations may lie between the grid points or need several "
-            r"parameters changed together.",
+            self._search_limitation(),
             rf"\textbf{{One program.}} All results come from one experiment program and "
             rf"{count(len(a.datasets), 'dataset')}; whether they transfer to other models or data is "
             r"not tested.",
         ]
+        if any(s.objective is not None and s.objective.n > 1 and s.objective.stderr == 0 for s in a.stages):
+            items.append(r"\textbf{The program ignores its seed.} Every seed of a re-run configuration gave the "
+                         r"same value, so the seeds measure no noise and no difference here can be tested; the "
+                         r"program must seed its random generators from the seed it is given.")
         broken = a.counts.get("buggy", 0) + a.counts.get("failed", 0)
         if broken:
             items.append(rf"\textbf{{Failed nodes.}} {count(broken, 'node').capitalize()} produced no result; "
@@ -488,20 +556,35 @@ class _Writer:
                 [rf"{escape(s.name)} ({escape(s.status)}: {escape(s.end_reason)})" for s in unfinished]) + ".")
         items.append(r"\textbf{Automatic writing.} This text was assembled from the run's records without a "
                      r"language model. It reports what was measured and does not interpret it beyond that; "
-                     r"it relates nothing to prior work.")
+                     + (r"it lists prior work without relating the results to it." if self.references else
+                        r"it relates nothing to prior work."))
         return r"\begin{itemize}" + "\n" + "\n".join(r"\item " + i for i in items) + "\n" + r"\end{itemize}"
 
+    def _search_limitation(self) -> str:
+        tuning = self.a.stage("tuning").trials if any(s.name == "tuning" for s in self.a.stages) else ()
+        total = self.a.counts["total"]
+        if tuning:
+            return (rf"\textbf{{A small search.}} The search created {total} nodes; tuning tried "
+                    rf"{count(len(tuning), 'one-parameter change')} on a coarse grid, so better configurations may "
+                    r"lie between the grid points or need several parameters changed together.")
+        return (rf"\textbf{{A small search.}} The search created {total} nodes and no tuning node ran, so the "
+                r"hyperparameters are the template's defaults.")
+
     def conclusion(self) -> str:
-        a, idea = self.a, self.a.records.idea
-        out = [rf"We set out to examine \emph{{{escape(idea.title.rstrip('.?'))}}}."]
+        a = self.a
+        out = []
+        if self.question():
+            out.append(self.answer())
         result = self.result()
         if result is not None and result.objective is not None and result.best is not None:
             out.append(rf"The search's best configuration reaches a {self.metric} of {_pm(result.objective)} over "
                        rf"{result.objective.n} seeds.")
         largest = self.largest_ablation()
+        stats = a.ablation_reference_stats
         if largest is not None and largest.delta is not None:
-            out.append(rf"Among the ablations, \emph{{{escape(largest.description or largest.name)}}} has the "
-                       rf"largest effect ({_signed(largest.delta)}).")
+            spread = stats.stderr if stats is not None and stats.n > 1 else 0.0
+            out.append(rf"Among the ablations, switching off \texttt{{{escape(largest.name)}}} has the largest effect "
+                       rf"({self.delta(largest.delta, spread)}).")
         out.append(r"The natural next steps are more seeds for the single-run comparisons and a finer search "
                    r"around the best configuration. The run's journal keeps every configuration, outcome and "
                    r"decision, so each number above can be re-derived from it.")

@@ -110,7 +110,7 @@ def load(root: pathlib.Path | str) -> RunRecords:
     name = str(manifest.get("metadata", {}).get("name") or summary.get("run") or root.name)
     return RunRecords(root=root, name=name, manifest=manifest, spec=spec, journal=journal, summary=summary,
                       idea=_idea(root, spec, name), template=_template(root, summary),
-                      literature=_literature(root))
+                      literature=_literature(root, summary))
 
 
 def _read(path: pathlib.Path, parse: Any) -> Any:
@@ -145,7 +145,7 @@ def _template(root: pathlib.Path, summary: Mapping[str, Any]) -> TemplateInfo:
         candidates.append(root / str(summary["template"]) / TEMPLATE_MANIFEST)
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
-        return TemplateInfo()
+        return _v1_template(root, summary)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
@@ -161,9 +161,27 @@ def _template(root: pathlib.Path, summary: Mapping[str, Any]) -> TemplateInfo:
                         variants=changes("variants"), ablations=changes("ablations"))
 
 
-def _literature(root: pathlib.Path) -> tuple[Reference, ...]:
-    path = root / LITERATURE_FILE
-    return load_literature(path) if path.is_file() else ()
+def _v1_template(root: pathlib.Path, summary: Mapping[str, Any]) -> TemplateInfo:
+    """An AI Scientist v1 template describes itself in ``prompt.json`` (``task_description``)."""
+    folders = [root / "template", *([root / str(summary["template"])] if summary.get("template") else [])]
+    for folder in folders:
+        try:
+            data = json.loads((folder / "prompt.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, Mapping) and isinstance(data.get("task_description"), str):
+            return TemplateInfo(name=folder.name, description=" ".join(data["task_description"].split()))
+    return TemplateInfo()
+
+
+def _literature(root: pathlib.Path, summary: Mapping[str, Any]) -> tuple[Reference, ...]:
+    """The run's literature search, else the works its template ships for its topic (``literature.json``
+    beside ``kubescientist.yaml``), so that an offline run still relates itself to prior work."""
+    candidates = [root / LITERATURE_FILE, root / "template" / LITERATURE_FILE]
+    if summary.get("template"):
+        candidates.append(root / str(summary["template"]) / LITERATURE_FILE)
+    path = next((p for p in candidates if p.is_file()), None)
+    return load_literature(path) if path is not None else ()
 
 
 def load_literature(path: pathlib.Path | str) -> tuple[Reference, ...]:

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Literal, Sequence
 
 from kubescientist.paper.analysis import Comparison, RunAnalysis
-from kubescientist.paper.fmt import escape, label, mean_pm, number, param
+from kubescientist.paper.fmt import decimals_for, escape, fixed, label, mean_pm, number, param
 
 Section = Literal["setup", "results", "ablations", "appendix"]
 
@@ -138,23 +138,30 @@ def _config(analysis: RunAnalysis) -> Table | None:
 def _comparisons(analysis: RunAnalysis, kind: Literal["variants", "ablations"]) -> Table | None:
     rows_in: Sequence[Comparison] = analysis.variants if kind == "variants" else analysis.ablations
     reference = analysis.variant_reference if kind == "variants" else analysis.ablation_reference
-    if not rows_in or reference is None or reference.metric is None:
+    stats = analysis.variant_reference_stats if kind == "variants" else analysis.ablation_reference_stats
+    if not rows_in or reference is None or stats is None:
         return None
-    rows = [[r"\textit{reference}", r"\texttt{" + escape(reference.id) + "}", "--", number(reference.metric), "--"]]
+    places = decimals_for(stats.stderr) if stats.n > 1 else None
+    rows = [[r"\textit{reference}", r"\texttt{" + escape(reference.id) + "}", "--",
+             mean_pm(stats.mean, stats.stderr, stats.n), "--"]]
     for c in rows_in:
-        value = "buggy" if c.value is None else number(c.value)
-        delta = "--" if c.delta is None else number(c.delta, sign=True)
-        if c.delta is not None and c.delta != 0:
+        value = "buggy" if c.value is None else fixed(c.value, places)
+        delta = "--" if c.delta is None else fixed(c.delta, places, sign=True)
+        within = c.delta is not None and stats.n > 1 and abs(c.delta) <= 2 * stats.stderr
+        if c.delta is not None and c.delta != 0 and not within:
             delta = (r"\textcolor{ksgood}{" if analysis.improves(c.delta) else r"\textcolor{ksbad}{") + delta + "}"
         rows.append([r"\texttt{" + escape(c.name) + "}", r"\texttt{" + escape(c.node.id) + "}",
                      escape(c.description) or "--", value, delta])
-    body = _tabular(r"ll>{\raggedright\arraybackslash}p{0.36\linewidth}cc", ["Name", "Node", "What it changes",
-                                               f"{escape(label(analysis.metric))} {_arrow(analysis)}", r"$\Delta$"],
+    body = _tabular(r"ll>{\raggedright\arraybackslash}p{0.3\linewidth}cc", ["Name", "Node", "What it changes",
+                                              f"{escape(label(analysis.metric))} {_arrow(analysis)}", r"$\Delta$"],
                     rows)
     what = "research-agenda variant" if kind == "variants" else "ablation"
-    caption = (rf"\textbf{{{'Variants' if kind == 'variants' else 'Ablations'}.}} Each {what} against the node it "
-               rf"modifies (\texttt{{{escape(reference.id)}}}), run with the same seed; $\Delta$ is the difference "
-               r"from the reference, green where it improves the objective and red where it worsens it.")
+    against = (rf"the mean $\pm$ standard error of the node it modifies (\texttt{{{escape(reference.id)}}}) over "
+               rf"{stats.n} seeds" if stats.n > 1 else rf"the node it modifies (\texttt{{{escape(reference.id)}}}, "
+               r"a single run)")
+    caption = (rf"\textbf{{{'Variants' if kind == 'variants' else 'Ablations'}.}} Each {what} (one run) against "
+               rf"{against}; $\Delta$ is the difference, green where it improves the objective and red where it "
+               r"worsens it by more than twice the reference's standard error, black within that.")
     return Table(kind, caption, body, "ablations" if kind == "ablations" else "results")
 
 

@@ -96,7 +96,9 @@ def test_an_ensemble_reflects_and_an_area_chair_writes_the_combined_review(
     assert [r["Overall"] for r in saved["reviews"]] == [3, 5, 7] and final["Overall"] == 5
     assert [r["Confidence"] for r in saved["reviews"]] == [5, 4, 3] and final["Confidence"] == 4
     assert saved["overall"] == 5 and saved["decision"] == "Reject"
-    assert saved["checks"] and all(c["passed"] is not False for c in saved["checks"])
+    # The recorded run has no literature: only its related work and citations fail the rubric's checks.
+    assert saved["checks"] and {c["name"] for c in saved["checks"] if c["passed"] is False} == \
+        {"related_work", "citations"}
 
     # Every call is in the accounts, in the review role, per reviewer and for the chair.
     ledger = llm.ledger

@@ -80,3 +80,31 @@ def test_errors_are_parsed_from_the_log():
     assert error.context == "We use \\foo"
     source = "a\nb\nc\nd\ne\nf\nWe use \\foo{bar}\n"
     assert DeterministicFixer().repair(source, error) == "a\nb\nc\nd\ne\nf\nWe use {bar}\n"
+
+
+def test_chktex_findings_go_to_the_fix_loop():
+    import asyncio
+
+    from kubescientist.paper.build import DeterministicFixer, StyleFinding, _style_fixes
+
+    source = "\\begin{document}\nWe use e.g. the model, i.e. a net.\nRest.\n\\end{document}"
+    spacing = [StyleFinding(2, 12, 12, "paper.tex:2:12: warning 12: Interword spacing"),
+               StyleFinding(2, 28, 12, "paper.tex:2:28: warning 12: Interword spacing")]
+    fixed = asyncio.run(_style_fixes(source, spacing, DeterministicFixer()))
+    assert fixed.split("\n")[1] == "We use e.g.\\ the model, i.e.\\ a net."
+
+    class ModelFixer:
+        name = "model"
+
+        def __init__(self, answer):
+            self.answer = answer
+
+        async def fix(self, source, error):
+            assert error.line == 3 and "warning 36" in error.message
+            return self.answer(source)
+
+    other = [StyleFinding(3, 1, 36, "paper.tex:3:1: warning 36: You should put a space in front of parenthesis")]
+    line_only = asyncio.run(_style_fixes(source, other, ModelFixer(lambda s: s.replace("Rest.", "Rest (fixed)."))))
+    assert "Rest (fixed)." in line_only
+    rewrites = asyncio.run(_style_fixes(source, other, ModelFixer(lambda s: s.replace("model", "MODEL"))))
+    assert rewrites == source  # a style fix may touch only the line chktex names

@@ -28,3 +28,10 @@ def test_escape_and_markdown():
 def test_labels_and_counts_read_as_prose():
     assert label("val_accuracy") == "validation accuracy"
     assert count(1, "node") == "one node" and count(3, "seed") == "three seeds" and count(18, "node") == "18 nodes"
+
+
+def test_identical_seeds_are_flagged_not_printed_as_plus_minus_zero():
+    from kubescientist.paper.fmt import mean_pm
+
+    assert mean_pm(2991.36824480, 0.0, 3) == "2991 (identical over 3 seeds)"
+    assert mean_pm(0.9, 0.0, 1) == "0.9"

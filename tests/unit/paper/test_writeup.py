@@ -153,3 +153,18 @@ def test_references_to_labels_that_do_not_exist_are_mapped_or_removed():
     text, fixes = fix_refs(r"See Figure~\ref{fig:stage} and Table~\ref{tab:nope}.", ["fig:stages", "tab:stages"])
     assert text == r"See Figure~\ref{fig:stages} and ."
     assert fixes == ["fig:stage -> fig:stages", "tab:nope removed"]
+
+
+def test_an_ai_scientist_v1_template_is_described_from_its_prompt_json(run_dir):
+    import json as json_
+    import shutil as shutil_
+
+    from kubescientist.paper.records import load
+
+    shutil_.rmtree(run_dir / "template")
+    (run_dir / "template").mkdir()
+    (run_dir / "template" / "prompt.json").write_text(json_.dumps({
+        "system": "You are an ambitious AI PhD student.",
+        "task_description": "You are given an SEIR epidemic model\n of a city; it reports the infected peak."}))
+    assert load(run_dir).template.description == "You are given an SEIR epidemic model of a city; it reports the " \
+                                                 "infected peak."

@@ -358,7 +358,7 @@ class LocalRunner:
             self.agent.save()
 
     def _summary(self) -> dict[str, Any]:
-        summary = summarize(self.spec, self.engine.journal)
+        summary = summarize(self.spec, self.engine.journal, self.agent.accounts() if self.agent else None)
         nodes = self.engine.journal.nodes.values()
         summary = {
             "run": self.run.name,
