@@ -21,6 +21,7 @@ from typing import Any
 
 from experiment_runtime import load_template
 from experiment_runtime.pod import TransferError, unpack
+from kubescientist.adapters.driving import Driver
 from kubescientist.adapters.kube import agent as llm, naming, statuses
 from kubescientist.adapters.kube.clients import Kube
 from kubescientist.adapters.kube.journal_store import S3JournalStore
@@ -29,7 +30,7 @@ from kubescientist.adapters.kube.templates import Code, RunTemplate, TemplatePro
 from kubescientist.adapters.llm import template_code
 from kubescientist.adapters.templates import search_space_of
 from kubescientist.core.engine import Engine
-from kubescientist.core.journal import Journal
+from kubescientist.core.journal import Journal, Node
 from kubescientist.core.proposer import OfflineProposer
 from kubescientist.core.spec import RunSpec
 
@@ -75,6 +76,14 @@ class RunState:
     """The run's LLM agent (None for an offline run): proposals, node reviews, stage judgements."""
     llm_stopped: str | None = None
     """Why no new LLM work starts (a cap reached, the endpoint gone), once that happened."""
+    driver: Driver = dataclasses.field(init=False)
+    """Drives the engine: folds finished nodes, judges, fills free slots."""
+
+    def __post_init__(self) -> None:
+        self.driver = Driver(self.engine, self.proposer, self.agent, prepare=self._prepare)
+
+    def _prepare(self, node: Node) -> None:
+        node.code_hash = self.template.code_for(node.config, self.store).hash
 
     @property
     def journal(self) -> Journal:
