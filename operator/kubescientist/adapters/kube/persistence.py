@@ -10,7 +10,6 @@ is the only writer, so nothing is read back until the next restart.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime
 import logging
@@ -25,7 +24,7 @@ from kubescientist.adapters.driving import Driver
 from kubescientist.adapters.kube import agent as llm, naming, statuses
 from kubescientist.adapters.kube.clients import Kube
 from kubescientist.adapters.kube.journal_store import S3JournalStore
-from kubescientist.adapters.kube.storage import S3Config, Store
+from kubescientist.adapters.kube.storage import S3Config, StorageError, Store, s3_config_of
 from kubescientist.adapters.kube.templates import Code, RunTemplate, TemplateProblem, materialise, template_free
 from kubescientist.adapters.llm import template_code
 from kubescientist.adapters.templates import search_space_of
@@ -104,22 +103,13 @@ class RunState:
 
 def s3_config(run: Mapping[str, Any], kube: Kube, operator_endpoint: str = '') -> S3Config:
     """The run's object storage, with the identity from the Secret it names (read by the operator only)."""
-    namespace = run['metadata']['namespace']
-    s3 = ((run['spec'].get('storage') or {}).get('s3'))
-    if not s3:
-        raise Stalled("spec.storage.s3: required in a cluster (node code and outputs live in object storage)")
-    secret_name = s3['secretRef']['name']
-    secret = kube.get('v1', 'secrets', namespace, secret_name)
-    if secret is None:
-        raise Stalled(f"spec.storage.s3.secretRef: no Secret {secret_name} in namespace {namespace}")
-    data = secret.get('data') or {}
+    s3 = (run['spec'].get('storage') or {}).get('s3') or {}
+    secret_name = (s3.get('secretRef') or {}).get('name')
+    secret = kube.get('v1', 'secrets', run['metadata']['namespace'], secret_name) if secret_name else None
     try:
-        keys = {k: base64.b64decode(data[k]).decode() for k in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY')}
-    except KeyError as err:
-        raise Stalled(f"spec.storage.s3.secretRef: Secret {secret_name} has no key {err.args[0]}") from None
-    return S3Config(endpoint=s3['endpoint'], bucket=s3['bucket'], prefix=s3.get('prefix') or '',
-                    access_key=keys['AWS_ACCESS_KEY_ID'], secret_key=keys['AWS_SECRET_ACCESS_KEY'],
-                    insecure=bool(s3.get('insecure')), operator_endpoint=operator_endpoint)
+        return s3_config_of(run, secret, operator_endpoint)
+    except StorageError as err:
+        raise Stalled(str(err)) from None
 
 
 def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: datetime.datetime) -> RunState:
