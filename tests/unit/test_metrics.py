@@ -56,6 +56,7 @@ def simulate(metrics: m.Metrics) -> None:
     metrics.budget_usage('ns', 'r1', 'nodes', 3, 10)
     metrics.llm_usage('code', 'gpt-4o', 1200, 300, 0.006)
     metrics.api_error('create', 'jobs', 409)
+    metrics.api_write('post', 'jobs')
     metrics.reconcile_finished(0.12, True)
 
 
@@ -70,7 +71,8 @@ def test_every_metric_name_follows_the_conventions() -> None:
         'kubescientist_run_best_objective', 'kubescientist_run_budget_usage_ratio', 'kubescientist_nodes_finished',
         'kubescientist_node_duration_seconds', 'kubescientist_reaction_latency_seconds', 'kubescientist_gpu_seconds',
         'kubescientist_llm_tokens', 'kubescientist_llm_cost_usd', 'kubescientist_llm_requests',
-        'kubescientist_kubernetes_api_errors', 'kubescientist_reconcile_duration_seconds'}
+        'kubescientist_kubernetes_api_errors', 'kubescientist_kubernetes_api_writes',
+        'kubescientist_reconcile_duration_seconds'}
     for name, family in ours.items():
         assert re.fullmatch(r'kubescientist_[a-z0-9_]+', name), name
         assert not re.search(r'_(ms|msec|millis|sec|secs|minutes|hours|bytes_total_total)(_|$)', name), name

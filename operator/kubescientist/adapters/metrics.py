@@ -126,6 +126,9 @@ class Metrics:
         self.api_errors = Counter('kubescientist_kubernetes_api_errors_total',
                                   "Failed Kubernetes API calls of the operator, by verb, resource and HTTP code "
                                   "(0: the server was not reached).", ['verb', 'resource', 'code'], registry=r)
+        self.api_writes = Counter('kubescientist_kubernetes_api_writes_total',
+                                  "Kubernetes API writes the operator made (create, patch, delete), by verb and "
+                                  "resource.", ['verb', 'resource'], registry=r)
         self.reconcile = Histogram('kubescientist_reconcile_duration_seconds',
                                    "Duration of reconciliation passes, by result (ok or error).", ['result'],
                                    buckets=RECONCILE_BUCKETS, registry=r)
@@ -252,6 +255,10 @@ class Metrics:
         """A Kubernetes API call failed (``code``: HTTP status, 0 when the server was not reached)."""
         self.api_errors.labels(verb, resource, str(code)).inc()
 
+    def api_write(self, verb: str, resource: str) -> None:
+        """The operator asked the API to change something (counted whether or not it succeeded)."""
+        self.api_writes.labels(verb, resource).inc()
+
     def reconcile_finished(self, seconds: float, ok: bool) -> None:
         """One reconciliation pass ended, well or with an exception."""
         self.reconcile.labels('ok' if ok else 'error').observe(max(seconds, 0.0))
@@ -281,6 +288,7 @@ reaction_latency = METRICS.reaction_latency
 gpu_seconds = METRICS.gpu_seconds
 llm_usage = METRICS.llm_usage
 api_error = METRICS.api_error
+api_write = METRICS.api_write
 reconcile_finished = METRICS.reconcile_finished
 
 

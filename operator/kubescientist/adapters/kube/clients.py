@@ -53,6 +53,9 @@ class Kube(Protocol):
                      status: Mapping[str, Any]) -> None:
         """Merge-patch the status subresource."""
 
+    def patch(self, api_version: str, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch the object itself."""
+
     def event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about an object (best effort)."""
 
@@ -76,6 +79,8 @@ class ApiKube:
     def _call(self, method: str, path: str, query: Sequence[tuple[str, str]] = (), body: Any = None,
               content_type: str = 'application/json') -> Any:
         headers = {'Accept': 'application/json', 'Content-Type': content_type}
+        if method != 'GET':
+            metrics.api_write(method.lower(), _resource_of(path))
         try:
             _, url, headers, body, _ = self.api.param_serialize(
                 method, path, query_params=list(query), header_params=headers, body=body,
@@ -126,6 +131,10 @@ class ApiKube:
     def patch_status(self, api_version: str, plural: str, namespace: str, name: str,
                      status: Mapping[str, Any]) -> None:
         self._call('PATCH', _path(api_version, plural, namespace, name) + '/status', body={'status': status},
+                   content_type='application/merge-patch+json')
+
+    def patch(self, api_version: str, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self._call('PATCH', _path(api_version, plural, namespace, name), body=patch,
                    content_type='application/merge-patch+json')
 
     def event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:

@@ -67,6 +67,10 @@ class RunState:
     """ExperimentNode name -> uid (the owner of its Jobs)."""
     written: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     """ExperimentNode name -> the status last written (or seen), to write only changes."""
+    expired: set[str] = dataclasses.field(default_factory=set)
+    """Jobs given their TTL by this process (the watch shows it a moment later)."""
+    settled: dict[str, int] = dataclasses.field(default_factory=dict)
+    """ExperimentNode name -> the run generation its final status was written for: not looked at again."""
     events_seen: int = 0
     """Journal events already turned into Kubernetes Events."""
     records: bool = False

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -38,7 +37,7 @@ from kubescientist.adapters.kube.papers import Papers
 from kubescientist.adapters.kube.persistence import RunState
 from kubescientist.adapters.kube.storage import S3Config, Store, StorageError
 from kubescientist.adapters.kube.templates import TemplateProblem
-from kubescientist.core.journal import Details, Node, Outcome
+from kubescientist.core.journal import FINISHED, Details, Node, Outcome
 from kubescientist.core.spec import RunSpec, run_spec_from_dict
 from kubescientist.core.summary import node_counts
 
@@ -55,6 +54,15 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+@dataclasses.dataclass(frozen=True)
+class Children:
+    """A run's Jobs and pods as the operator's watch indexes hold them (no list call per pass)."""
+
+    jobs: Sequence[Mapping[str, Any]]
+    pods: Sequence[Mapping[str, Any]]
+    """Each finished one may carry ``seenFinished``: when the watch first showed it finished (epoch seconds)."""
+
+
 @dataclasses.dataclass
 class Pass:
     """What one pass observed and decided."""
@@ -66,6 +74,10 @@ class Pass:
     stalled: list[str] = dataclasses.field(default_factory=list)
     decided: Step = dataclasses.field(default_factory=Step)
     """What the driver decided: nodes finished, nodes started."""
+    finished_seen: list[float] = dataclasses.field(default_factory=list)
+    """When the watch first showed each folded pod finished (epoch seconds), where it says."""
+    indexed: frozenset[str] = frozenset()
+    """Names of the ExperimentNodes the operator's index holds (empty: no index was given)."""
     reacted: bool = False
     """Whether this pass already measured its reaction latency (at its first Job)."""
 
@@ -92,10 +104,12 @@ class Reconciler:
 
     # -- the pass --------------------------------------------------------------------------------------
 
-    def reconcile(self, run: Mapping[str, Any], indexed: Sequence[Mapping[str, Any]] = ()) -> float:
+    def reconcile(self, run: Mapping[str, Any], indexed: Sequence[Mapping[str, Any]] = (),
+                  children: Children | None = None) -> float:
         """One pass over one run; returns the seconds after which the next unprompted pass is due.
 
-        ``indexed``: the run's ExperimentNodes as the operator's index holds them (name, uid, status).
+        ``indexed``: the run's ExperimentNodes as the operator's index holds them (name, uid, status);
+        ``children``: its Jobs and pods, from the indexes too (None: listed from the API, as at start-up).
         """
         meta = run['metadata']
         namespace, name, generation = meta['namespace'], meta['name'], int(meta.get('generation') or 0)
@@ -121,12 +135,13 @@ class Reconciler:
         state.spec = spec
         state.engine.update_spec(spec)
 
-        step = self._look(run, state, indexed)
+        step = self._look(run, state, indexed, children)
         elapsed = (now - persistence.parse_time(state.start_time)).total_seconds()
         step.decided = state.driver.step(self._fold(run, state, step), elapsed)
         self._save(state, step)
         for node, outcome in step.decided.finished:
             self._count_finished(namespace, name, state, node, outcome)
+        self._expire(run, state, step)
         self._materialise(run, state, step)
         if state.engine.done and state.journal.phase == 'succeeded':
             self.papers.advance(run, state, step.jobs, step.pods, step.stalled)
@@ -142,18 +157,23 @@ class Reconciler:
         self._observe(namespace, name, state, phase, now)
         return self.settings.idle_resync_seconds if phase in ('Succeeded', 'Failed') else self.settings.resync_seconds
 
-    def _look(self, run: Mapping[str, Any], state: RunState, indexed: Sequence[Mapping[str, Any]]) -> Pass:
-        """The run's Jobs, pods (by Job) and ExperimentNodes as the API has them now."""
+    def _look(self, run: Mapping[str, Any], state: RunState, indexed: Sequence[Mapping[str, Any]],
+              children: Children | None) -> Pass:
+        """The run's Jobs, pods (by Job) and ExperimentNodes as the watches (or, without them, the API) show."""
         namespace, name = run['metadata']['namespace'], run['metadata']['name']
-        selector = naming.run_selector(name)
-        jobs = {j['metadata']['name']: j for j in self.kube.list('batch/v1', 'jobs', namespace, selector)}
+        if children is None:
+            selector = naming.run_selector(name)
+            children = Children(jobs=self.kube.list('batch/v1', 'jobs', namespace, selector),
+                                pods=self.kube.list('v1', 'pods', namespace, selector))
+        jobs = {j['metadata']['name']: dict(j) for j in children.jobs}
         pods: dict[str, list[dict[str, Any]]] = {}
-        for pod in self.kube.list('v1', 'pods', namespace, selector):
-            pods.setdefault((pod['metadata'].get('labels') or {}).get(JOB_NAME_LABEL, ''), []).append(pod)
+        for pod in children.pods:
+            pods.setdefault((pod['metadata'].get('labels') or {}).get(JOB_NAME_LABEL, ''), []).append(dict(pod))
         nodes = {n['name']: n for n in indexed}
+        names = frozenset(nodes)
         for name_, uid in list(state.node_uids.items()):
             nodes.setdefault(name_, {'name': name_, 'uid': uid, 'status': state.written.get(name_, {})})
-        return Pass(jobs=jobs, pods=pods, nodes=nodes)
+        return Pass(jobs=jobs, pods=pods, nodes=nodes, indexed=names)
 
     def _save(self, state: RunState, step: Pass) -> None:
         """Write-ahead: what the driver decided is saved before any object it implies is created."""
@@ -204,6 +224,10 @@ class Reconciler:
             if observation.state == 'finished':
                 assert observation.outcome is not None
                 outcome = self._result(state, node, attempt, observation, where)
+                seen = next((p.get('seenFinished') for p in step.pods.get(job_name, ())
+                             if p['metadata']['name'] == observation.pod_name), None)
+                if isinstance(seen, (int, float)):
+                    step.finished_seen.append(float(seen))
             elif observation.state == 'missing':
                 adopted = results.adopted(step.nodes.get(node_name, {}).get('status'), attempt)
                 outcome = results.outcome(adopted, where) if adopted is not None else None
@@ -272,14 +296,43 @@ class Reconciler:
                 artifacts_uri=state.store.uri(state.store.node_key(node.id, node.attempts)))
 
     def _reacted(self, step: Pass) -> None:
-        """Reaction latency: from the latest node finish this pass folded to the first Job it creates."""
+        """Reaction latency: from the latest node finish this pass folded to the first Job it creates.
+
+        The finish is when the operator's watch first showed the pod finished (to the millisecond); the
+        container's finishedAt (one-second resolution) only where the watch did not say.
+        """
         if step.reacted or not step.decided.finished:
             return
         step.reacted = True
+        now = self.clock()
+        if step.finished_seen:
+            metrics.reaction_latency(max(0.0, now.timestamp() - max(step.finished_seen)))
+            return
         finishes = [outcome.details.finished_at for _, outcome in step.decided.finished]
         stamps = [persistence.parse_time(f) for f in finishes if f]
         if stamps:
-            metrics.reaction_latency(max(0.0, (self.clock() - max(stamps)).total_seconds()))
+            metrics.reaction_latency(max(0.0, (now - max(stamps)).total_seconds()))
+
+    def _expire(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
+        """Give the Jobs of folded attempts a TTL (their outcomes are saved), so that the finished Jobs and
+        pods of a long run do not pile up in the API and in the watches."""
+        ttl = self.settings.finished_job_ttl_seconds
+        namespace, name = run['metadata']['namespace'], run['metadata']['name']
+        for job_name, job in step.jobs.items():
+            labels = job['metadata'].get('labels') or {}
+            node = state.journal.nodes.get(labels.get(naming.NODE_LABEL, ''))
+            if labels.get(naming.ROLE_LABEL) != 'node' or node is None or job_name in state.expired:
+                continue
+            if job.get('spec', {}).get('ttlSecondsAfterFinished') is not None:
+                continue
+            if node.status == 'running' and job_name == naming.job_name(name, node.id, node.attempts):
+                continue  # the attempt still running (or not folded yet)
+            try:
+                self.kube.patch('batch/v1', 'jobs', namespace, job_name, {'spec': {'ttlSecondsAfterFinished': ttl}})
+            except ApiError as err:
+                if err.status != 404:
+                    raise
+            state.expired.add(job_name)
 
     def _node_job(self, run: Mapping[str, Any], state: RunState, node: Node) -> dict[str, Any]:
         meta = run['metadata']
@@ -301,10 +354,21 @@ class Reconciler:
         namespace, name = meta['namespace'], meta['name']
         for node in state.journal.nodes.values():
             node_name = naming.node_name(name, node.id)
+            if state.settled.get(node_name) == generation:
+                if node_name in step.indexed or not step.indexed:
+                    continue  # finished, and its final status is written: nothing can change it now
+                # Deleted by hand (the index lost it): created again from the journal by the next pass.
+                log.warning("ExperimentNode %s/%s vanished; it will be created again", namespace, node_name)
+                for kept in (state.settled, state.node_uids, state.written):
+                    kept.pop(node_name, None)
+                continue
             previous = state.written.get(node_name) or dict(step.nodes.get(node_name, {}).get('status') or {})
             view = step.views.get(node.id) or finished_view(node, naming.job_name(name, node.id, node.attempts))
             desired = statuses.node_status(node, view, previous, generation, persistence.rfc3339(now), state.spec.suspend)
+            final = node.status in FINISHED and node.id not in step.views
             if _same(desired, previous):
+                if final:
+                    state.settled[node_name] = generation
                 continue
             # Keys that vanished must be removed, hence null for them in the merge patch.
             patch: dict[str, Any] = {**{k: None for k in previous if k not in desired}, **desired}
@@ -319,6 +383,8 @@ class Reconciler:
                 state.written.pop(node_name, None)
                 continue
             state.written[node_name] = desired
+            if final:
+                state.settled[node_name] = generation
 
     def _post_events(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
         metric = state.spec.objective.metric
@@ -405,6 +471,5 @@ def _canonical(value: Any) -> Any:
 
 
 def _same(desired: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
-    """Whether writing ``desired`` over ``previous`` would change nothing."""
-    return json.dumps(_canonical(desired), sort_keys=True, default=str) == \
-        json.dumps(_canonical(previous), sort_keys=True, default=str)
+    """Whether writing ``desired`` over ``previous`` would change nothing (compared as values, not text)."""
+    return bool(_canonical(desired) == _canonical(previous))
