@@ -46,7 +46,18 @@ sys.path.insert(0, str(REPO / "tests" / "e2e" / "cluster"))
 
 import cluster as control_plane  # noqa: E402
 
-TEMPLATE = REPO / "tests" / "fixtures" / "native_template"
+TEMPLATE = {
+    "kubescientist.yaml": (
+        "apiVersion: kubescientist.io/v1alpha1\nkind: ExperimentTemplate\nname: scale\n"
+        "description: never runs; its search space is wide enough for any number of nodes\n"
+        "entrypoint: train.py\nsearchSpace:\n  hyperparameters:\n"
+        "    lr: {type: float, low: 1.0e-5, high: 1.0, log: true, default: 1.0e-3}\n"
+        "    wd: {type: float, low: 1.0e-6, high: 1.0e-1, log: true, default: 1.0e-4}\n"
+        "  variants:\n    - {name: wide, description: twice the width, params: {width: 2}}\n"
+        "  ablations:\n    - {name: no_bias, description: no intercept, params: {bias: false}}\n"),
+    "train.py": "raise SystemExit('the fake kubelet never runs this')\n",
+}
+"""The run's template: only its search space matters (no program runs)."""
 FAKE_KUBELET_LABEL = "kubescientist.io/harness-kubelet"
 """Pods with this label are not finished by kwok (kwok-stages.yaml); the fake kubelet here ends them."""
 
@@ -230,7 +241,7 @@ def add_idle_nodes(namespace: str, count: int) -> None:
                              "labels": {"app.kubernetes.io/managed-by": "kubescientist",
                                         "kubescientist.io/run": "idle", "kubescientist.io/node": f"n{i:05d}",
                                         "kubescientist.io/role": "node"}},
-                "spec": {"run": "idle", "stage": "tuning", "action": "tune",
+                "spec": {"run": "idle", "stage": "initial", "action": "draft",
                          "code": {"hash": "sha256:" + "0" * 64, "uri": "s3://kubescientist/idle"},
                          "config": {"seed": i, "params": {"lr": 0.1}}, "reason": "padding for the memory figure",
                          "resources": {"gpus": 1, "cpu": "100m", "memory": "128Mi", "deadlineSeconds": 600}}}
@@ -268,7 +279,7 @@ def main() -> None:
              "stringData": {"AWS_ACCESS_KEY_ID": cluster.s3.access_key,
                             "AWS_SECRET_ACCESS_KEY": cluster.s3.secret_key}},
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "template", "namespace": namespace},
-             "data": {p.name: p.read_text() for p in sorted(TEMPLATE.iterdir()) if p.is_file()}}])
+             "data": TEMPLATE}])
         kubernetes.config.load_kube_config(config_file=str(cluster.kubeconfig))
 
         port = free_port()
@@ -301,6 +312,9 @@ def main() -> None:
             say(f"[scale] {time.monotonic() - started:6.0f}s: {nodes} ExperimentNodes, {done}/{len(runs)} runs "
                 f"ended, operator RSS {process.memory_info().rss / 2**20:.0f} MiB")
             if done == len(runs):
+                for r in runs:
+                    status = r.get("status") or {}
+                    say(f"[scale] {r['metadata']['name']}: {status.get('phase')}: {status.get('message')}")
                 break
         elapsed = time.monotonic() - started
         metrics = scrape(port)

@@ -141,12 +141,12 @@ class Reconciler:
         self._save(state, step)
         for node, outcome in step.decided.finished:
             self._count_finished(namespace, name, state, node, outcome)
-        self._expire(run, state, step)
         self._materialise(run, state, step)
         if state.engine.done and state.journal.phase == 'succeeded':
             self.papers.advance(run, state, step.jobs, step.pods, step.stalled)
         self._write_node_statuses(run, state, step, generation, now)
         self._post_events(run, state, step)
+        self._expire(run, state, step)  # last: the next Jobs and statuses matter sooner
         view = statuses.RunView(spec=spec, journal=state.journal, best=state.engine.best(), writeup=state.writeup,
                                 review=state.review, start_time=state.start_time,
                                 stalled='; '.join(step.stalled) or None,
