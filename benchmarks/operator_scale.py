@@ -24,6 +24,7 @@ Needs the control-plane binaries (tests/e2e/cluster/build.sh, cached under ~/.ca
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import heapq
 import json
 import os
@@ -235,7 +236,8 @@ def histogram_quantile(sums: dict[str, float], q: float) -> float:
 def add_idle_nodes(namespace: str, count: int) -> None:
     """ExperimentNodes of no live run, for the operator's index to hold (as finished runs' nodes are)."""
     custom = kubernetes.client.CustomObjectsApi()
-    for i in range(count):
+
+    def create(i: int) -> None:
         body = {"apiVersion": "kubescientist.io/v1alpha1", "kind": "ExperimentNode",
                 "metadata": {"name": f"idle-n{i:05d}", "namespace": namespace,
                              "labels": {"app.kubernetes.io/managed-by": "kubescientist",
@@ -246,6 +248,9 @@ def add_idle_nodes(namespace: str, count: int) -> None:
                          "config": {"seed": i, "params": {"lr": 0.1}}, "reason": "padding for the memory figure",
                          "resources": {"gpus": 1, "cpu": "100m", "memory": "128Mi", "deadlineSeconds": 600}}}
         custom.create_namespaced_custom_object("kubescientist.io", "v1alpha1", namespace, "experimentnodes", body)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(create, range(count)))
 
 
 def main() -> None:
