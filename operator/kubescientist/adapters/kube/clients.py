@@ -73,8 +73,14 @@ _PLURALS = {'ExperimentNode': naming.NODES, 'ResearchRun': naming.RUNS, 'Job': '
 class ApiKube:
     """``Kube`` over the official client's ApiClient (thread-safe: one pool, calls from worker threads)."""
 
-    def __init__(self, api: kubernetes.client.ApiClient | None = None) -> None:
-        self.api = api or kubernetes.client.ApiClient()
+    def __init__(self, api: kubernetes.client.ApiClient | None = None, connections: int = 64) -> None:
+        """``connections``: kept-alive connections to the API server. The client's default (5 per core) is
+        fewer than the threads that call it at once, and each call beyond it opens a new TLS connection."""
+        if api is None:
+            config = kubernetes.client.Configuration.get_default_copy()
+            config.connection_pool_maxsize = connections
+            api = kubernetes.client.ApiClient(config)
+        self.api = api
 
     def _call(self, method: str, path: str, query: Sequence[tuple[str, str]] = (), body: Any = None,
               content_type: str = 'application/json') -> Any:

@@ -20,6 +20,7 @@ Restart safety rests on three rules:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import logging
@@ -43,6 +44,8 @@ from kubescientist.core.summary import node_counts
 
 log = logging.getLogger('kubescientist.operator')
 
+WRITERS = 8
+"""Threads per operator that make a pass's independent API writes concurrently."""
 JOB_NAME_LABEL = 'batch.kubernetes.io/job-name'
 RUN_EVENTS = {'stage-started': ('Normal', 'StageStarted'), 'stage-ended': ('Normal', 'StageEnded'),
               'budget': ('Normal', 'BudgetExhausted'), 'run-ended': ('Normal', 'SearchEnded'),
@@ -93,6 +96,8 @@ class Reconciler:
         self.store_factory = store_factory
         self.clock = clock
         self.papers = Papers(kube, settings)
+        self.writer = concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix='write')
+        """Makes a pass's independent API writes (node statuses, Events) at once rather than one after another."""
         self.runs: dict[tuple[str, str], RunState] = {}
 
     def forget(self, namespace: str, name: str) -> None:
@@ -352,6 +357,7 @@ class Reconciler:
                              now: datetime.datetime) -> None:
         meta = run['metadata']
         namespace, name = meta['namespace'], meta['name']
+        writes: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = []
         for node in state.journal.nodes.values():
             node_name = naming.node_name(name, node.id)
             if state.settled.get(node_name) == generation:
@@ -372,11 +378,21 @@ class Reconciler:
                 continue
             # Keys that vanished must be removed, hence null for them in the merge patch.
             patch: dict[str, Any] = {**{k: None for k in previous if k not in desired}, **desired}
+            writes.append((node_name, patch, desired, final))
+
+        def write(node_name: str, patch: dict[str, Any]) -> bool:
             try:
                 self.kube.patch_status(naming.API_VERSION, naming.NODES, namespace, node_name, patch)
             except ApiError as err:
                 if err.status != 404:
                     raise
+                return False
+            return True
+
+        # The patches are independent: made at once, each waiting on the API only for itself.
+        done = list(self.writer.map(write, [w[0] for w in writes], [w[1] for w in writes]))
+        for (node_name, _, desired, final), ok in zip(writes, done):
+            if not ok:
                 # Deleted by hand: the next pass creates it again (the journal still has the node).
                 log.warning("ExperimentNode %s/%s vanished; it will be created again", namespace, node_name)
                 state.node_uids.pop(node_name, None)
@@ -388,22 +404,22 @@ class Reconciler:
 
     def _post_events(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
         metric = state.spec.objective.metric
+        events: list[tuple[str, str, str]] = []
         for node, outcome in step.decided.finished:
             node_name = naming.node_name(run['metadata']['name'], node.id)
             if node.status == 'succeeded':
                 value = f"{node.metric:.6g}" if node.metric is not None else "?"
-                self.kube.event(run, 'Normal', 'NodeSucceeded', f"{node_name} ({node.action}) succeeded: {metric}={value}")
+                events.append(('Normal', 'NodeSucceeded', f"{node_name} ({node.action}) succeeded: {metric}={value}"))
             elif node.status == 'buggy':
-                self.kube.event(run, 'Warning', 'NodeBuggy', f"{node_name} ({node.action}) is buggy: "
-                                f"{outcome.reason or ''}")
+                events.append(('Warning', 'NodeBuggy', f"{node_name} ({node.action}) is buggy: {outcome.reason or ''}"))
             elif node.status == 'failed':
-                self.kube.event(run, 'Warning', 'NodeFailed', f"{node_name} failed for infrastructure reasons: "
-                                f"{outcome.reason or ''}")
+                events.append(('Warning', 'NodeFailed', f"{node_name} failed for infrastructure reasons: "
+                               f"{outcome.reason or ''}"))
         for event in state.journal.events[state.events_seen:]:
             if event.kind in RUN_EVENTS:
-                kind, reason = RUN_EVENTS[event.kind]
-                self.kube.event(run, kind, reason, event.message)
+                events.append((*RUN_EVENTS[event.kind], event.message))
         state.events_seen = len(state.journal.events)
+        list(self.writer.map(lambda e: self.kube.event(run, *e), events))
 
     def _write_run_status(self, run: Mapping[str, Any], view: statuses.RunView, previous: Mapping[str, Any],
                           generation: int, now: datetime.datetime) -> None:
