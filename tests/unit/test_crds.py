@@ -189,7 +189,7 @@ def _sample_node() -> dict[str, Any]:
     [
         ("researchrun.yaml", "ResearchRun", "researchruns", ["rr", "rrun"]),
         ("experimentnode.yaml", "ExperimentNode", "experimentnodes", ["en", "enode"]),
-        ("researchcampaign.yaml", "ResearchCampaign", "researchcampaigns", ["rc", "rcamp"]),
+        ("researchcampaign.yaml", "ResearchCampaign", "researchcampaigns", ["rcamp", "campaign"]),
     ],
 )
 def test_names_group_and_version(name: str, kind: str, plural: str, short_names: list[str]) -> None:
