@@ -15,6 +15,7 @@ from kubescientist.adapters.llm import llm_enabled
 from kubescientist.adapters.local.agent import PaperAgent
 from kubescientist.adapters.local.campaign import CampaignStopped, LocalCampaign, RunFailed
 from kubescientist.adapters.local.files import write_json
+from kubescientist.adapters.local.gates import GatePaused, approve_gate
 from kubescientist.adapters.local.journal_store import JournalStore
 from kubescientist.adapters.local.progress import RichReporter
 from kubescientist.adapters.local.rundir import RunDir
@@ -37,6 +38,8 @@ from kubescientist.core.spec import LLMSettings, RunSpec
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_PAUSED = 3
+"""A run (or a campaign's run) waits at a stage gate for approval; --resume goes on once approved."""
 EXIT_INTERRUPTED = 130
 
 
@@ -61,6 +64,9 @@ def run(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool) -> None:
         sys.exit(EXIT_BAD_INPUT)
     try:
         succeeded = _finish_run(console, runner)
+    except GatePaused as exc:
+        console.print(f"[yellow]paused[/]: {exc}", highlight=False)
+        sys.exit(EXIT_PAUSED)
     except KeyboardInterrupt:
         console.print(f"\n[yellow]interrupted[/]: finished nodes are kept in {runner.run_dir.journal}; continue "
                       f"with: kubescientist run {manifest} --workdir {workdir} --resume", highlight=False)
@@ -110,6 +116,8 @@ def campaign(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool, approv
                 console.print(f"[red]run failed[/]: {runner.engine.journal.message}", highlight=False)
         except (ManifestError, RunError) as exc:
             raise RunFailed(str(exc)) from None
+        except GatePaused as exc:
+            raise CampaignStopped(f"run {run_manifest.stem} paused: {exc}") from None
 
     def ask(idea: CampaignIdea) -> bool | None:
         answer = click.prompt(f"approve idea {idea.name} ({idea.title})? [y]es, [n]o, [l]ater", default="l",
@@ -204,6 +212,18 @@ def _close(agent: PaperAgent | None) -> dict[str, Any] | None:
         return agent.save()
     finally:
         agent.close()
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path))
+@click.argument("stage", type=click.Choice(["initial", "tuning", "research"]))
+def approve(run_dir: pathlib.Path, stage: str) -> None:
+    """Approve STAGE of the local run in RUN_DIR that waits at a stage gate; continue it with --resume."""
+    try:
+        click.echo(approve_gate(run_dir, stage))
+    except ManifestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 @main.command()
