@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from kubescientist.adapters.kube import naming
 from kubescientist.adapters.kube.outcomes import Observation
+from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Journal, Node
 from kubescientist.core.objective import sort_key
 from kubescientist.core.spec import RunSpec
@@ -153,6 +154,14 @@ class RunView:
     """The run's LLM accounts (``Ledger.to_dict``); None for an offline run."""
     llm_stopped: str | None = None
     """Why no new LLM work starts (a cap reached, the endpoint gone), once that happened."""
+    gate: str | None = None
+    """The stage gate the run waits at, with its best node and metric (``Engine.gate_message``); None if none."""
+
+
+def gate_text(engine: Engine) -> str | None:
+    """What the run waits for at a stage gate (spec.gates), or None."""
+    record = engine.awaiting_approval()
+    return None if record is None else engine.gate_message(record)
 
 
 def run_phase(view: RunView) -> tuple[RunPhase, str]:
@@ -265,6 +274,12 @@ def run_status(view: RunView, run_name: str, previous: Mapping[str, Any], genera
                                          view.llm_stopped else 'LLMUnavailable', view.llm_stopped))
         if view.llm_stopped not in status['message']:
             status['message'] = _clip(f"{message}; no new LLM work: {view.llm_stopped}", MAX_MESSAGE)
+    if view.spec.gates:  # only runs with gates carry the condition
+        status['conditions'].append(cond('AwaitingApproval', view.gate is not None,
+                                         'StageGate' if view.gate else 'NotWaiting',
+                                         view.gate or 'no stage gate is waiting for approval'))
+    if view.gate and phase == 'Searching':
+        status['message'] = _clip(f"awaiting approval: {view.gate}", MAX_MESSAGE)
     if searching and view.stalled:
         status['message'] = _clip(f"stalled: {view.stalled}", MAX_MESSAGE)
     return status
