@@ -125,15 +125,21 @@ class Step:
     """The review's decision."""
     overall: float | None = None
     """The review's overall score."""
+    weaknesses: tuple[str, ...] | None = None
+    """The review's first weaknesses (a campaign's feedback to its next round)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+                if v is not None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, default: Step) -> Step:
         if not data:
             return default
-        return cls(**{k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}})
+        fields = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        if fields.get('weaknesses') is not None:
+            fields['weaknesses'] = tuple(fields['weaknesses'])
+        return cls(**fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +248,8 @@ def run_status(view: RunView, run_name: str, previous: Mapping[str, Any], genera
             review['decision'] = view.review.decision
         if view.review.overall is not None:
             review['overall'] = view.review.overall
+        if view.review.weaknesses:
+            review['weaknesses'] = list(view.review.weaknesses)
         status['review'] = review
     if phase in ('Succeeded', 'Failed'):
         status['completionTime'] = previous.get('completionTime') or now
