@@ -128,11 +128,18 @@ class LocalCampaign:
         if not resume and self.folder.root.exists() and any(self.folder.root.iterdir()):
             raise CampaignStopped(f"{self.folder.root} already holds a campaign: pass --resume to continue it, or "
                                   "choose another --workdir")
+        saved = (_json(self.folder.state) or {}) if resume else {}
         self.ideas: list[IdeaRecord] = self._load_ideas() if resume else []
-        self.failures: dict[str, str] = dict((_json(self.folder.state) or {}).get("failures", {})) if resume else {}
+        self.failures: dict[str, str] = dict(saved.get("failures", {}))
         """Why a run could not run, by idea: such a run has no summary to tell."""
+        self.decided: dict[str, list[str]] = {"approved": list(saved.get("decided", {}).get("approved", [])),
+                                              "rejected": list(saved.get("decided", {}).get("rejected", []))}
+        """Approvals given by file or prompt (the manifest's own are re-read each time): kept across resumes."""
         if approvals is not None:
-            self._add_approvals(*read_approvals(approvals))
+            self.decided["approved"] += read_approvals(approvals)[0]
+            self.decided["rejected"] += read_approvals(approvals)[1]
+        if any(self.decided.values()):
+            self._add_approvals(self.decided["approved"], self.decided["rejected"])
         self.folder.root.mkdir(parents=True, exist_ok=True)
         self.folder.manifest.write_text(yaml.safe_dump(self.valid, sort_keys=False))
 
@@ -232,6 +239,8 @@ class LocalCampaign:
             elif answer is False:
                 rejected.append(record.idea.name)
         if approved or rejected:
+            self.decided["approved"] += approved
+            self.decided["rejected"] += rejected
             self._add_approvals(approved, rejected)
             self.folder.manifest.write_text(yaml.safe_dump(self.valid, sort_keys=False))
         return bool(approved or rejected)
@@ -266,6 +275,7 @@ class LocalCampaign:
             "status": status(self.spec, step, self.ideas, reports, direction=direction),
             "ideaList": [{**dataclasses.asdict(r.idea), "dropped": r.dropped} for r in self.ideas],
             "failures": self.failures,
+            "decided": self.decided,
         })
         self.folder.html.write_text(campaign_page(self.folder, self.name, self.spec, self.ideas, reports, step,
                                                   direction))
