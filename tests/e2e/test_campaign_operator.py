@@ -102,3 +102,47 @@ def test_two_rounds_feed_the_first_reviews_into_the_second_ideation(
     maps = get(cluster, "configmaps", namespace, selector="kubescientist.io/campaign=camp")["items"]
     assert len(runs) == 2 and len(maps) == 2, "a restart duplicated a run or a round"
     assert len(status["leaderboard"]) == 2 and llm_operator.starts == 2
+
+
+def _fixed(name: str, namespace: str, cluster: Any, server: ScriptedLLMServer, **spec: Any) -> dict[str, Any]:
+    manifest = _campaign(name, namespace, cluster, server)
+    del manifest["spec"]["topic"], manifest["spec"]["ideation"]
+    manifest["spec"].update(rounds=1, ideas={"inline": [{"name": "first", "title": "Momentum on a line"},
+                                                        {"name": "second", "title": "Nesterov on a line"}]}, **spec)
+    return manifest
+
+
+def _status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
+    return dict(get(cluster, "researchcampaign", namespace, name).get("status") or {})
+
+
+def _runs_of(cluster: Any, namespace: str, name: str) -> list[str]:
+    return sorted(r["metadata"]["name"] for r in get(cluster, "researchruns", namespace,
+                                                      selector=f"kubescientist.io/campaign={name}")["items"])
+
+
+def test_manual_approval_holds_runs_and_the_budget_stops_new_ones(
+        cluster: Any, restricted_namespace: str, llm_operator: OperatorProcess, harness: KubeletHarness,
+        server: ScriptedLLMServer, tmp_path: Path) -> None:
+    namespace = restricted_namespace
+    apply_file(cluster, _fixed("held", namespace, cluster, server, approval={"mode": "manual"}), tmp_path)
+    # A spend cap below one run's LLM cost: the first run starts (nothing spent yet), the second never does.
+    apply_file(cluster, _fixed("capped", namespace, cluster, server, budget={"maxCostUSD": 0.000001}), tmp_path)
+    cluster.wait_for("the held campaign waiting for approval",
+                     lambda: _status(cluster, namespace, "held").get("phase") == "AwaitingApproval", 60)
+    time.sleep(3 * 5)  # three resync periods of the operator: still nothing runs
+    assert _runs_of(cluster, namespace, "held") == []
+    cluster.kubectl("patch", "researchcampaign", "held", "-n", namespace, "--type=merge", "-p",
+                    '{"spec": {"approval": {"approved": ["second"], "rejected": ["first"]}}}')
+    cluster.wait_for("the approved idea's run", lambda: _runs_of(cluster, namespace, "held") == ["held-second"], 60)
+    ideas = {i["name"]: i["state"] for i in _status(cluster, namespace, "held")["ideas"]}
+    assert ideas["first"] == "Dropped" and ideas["second"] in ("Running", "Succeeded", "Failed")
+
+    cluster.wait_for("the capped campaign's end",
+                     lambda: _status(cluster, namespace, "capped").get("phase") in ("Succeeded", "Failed"), 420)
+    status = _status(cluster, namespace, "capped")
+    assert _runs_of(cluster, namespace, "capped") == ["capped-first"], json.dumps(status, indent=1)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["BudgetExhausted"]["status"] == "True"
+    assert "spec.budget.maxCostUSD reached" in conditions["BudgetExhausted"]["message"]
+    assert {i["name"]: i["state"] for i in status["ideas"]}["second"] == "Approved"

@@ -409,6 +409,7 @@ def metric_families() -> set[str]:
     registry.llm_usage("code", "m", 1, 1, 0.1)
     registry.api_error("get", "pods", 500)
     registry.reconcile_finished(0.1, True)
+    registry.campaign_observed("ns", "c", {"running": 1}, 1, 0.1, 1.0)
     return {s.name for f in text_string_to_metric_families(registry.exposition().decode()) for s in f.samples}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 
+from kubescientist.adapters import metrics
 from kubescientist.adapters.kube import clients, naming
 from kubescientist.adapters.kube.campaigns import CAMPAIGN_LABEL, CAMPAIGNS, CampaignReconciler
 
@@ -45,6 +46,8 @@ async def campaign_daemon(body: kopf.Body, namespace: str | None, name: str, sto
                 pass
     finally:
         _wakers(memo).pop((namespace, name), None)
+        if body.get('metadata', {}).get('deletionTimestamp'):
+            metrics.campaign_forgotten(namespace, name)
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.RUNS)

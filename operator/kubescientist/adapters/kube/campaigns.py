@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from kubescientist.adapters import metrics
 from kubescientist.adapters.campaign_manifest import run_template_problems
 from kubescientist.adapters.manifest import apply_defaults, crd_schema
 from kubescientist.adapters.kube import naming, persistence, statuses
@@ -313,6 +314,10 @@ class CampaignReconciler:
             cond('BudgetExhausted', bool(step.exhausted), 'BudgetExhausted' if step.exhausted else 'WithinBudget',
                  step.exhausted or 'within the campaign budget'),
         ]
+        meta = campaign['metadata']
+        used = desired.get('used') or {}
+        metrics.campaign_observed(meta['namespace'], meta['name'], desired.get('runs') or {}, int(used.get('tokens', 0)),
+                                  float(used.get('usd', 0.0)), float(used.get('gpuHours', 0.0)) * 3600.0)
         if any(previous.get(k) != v for k, v in desired.items()):
             self.kube.patch_status(naming.API_VERSION, CAMPAIGNS, campaign['metadata']['namespace'],
                                    campaign['metadata']['name'], desired)
