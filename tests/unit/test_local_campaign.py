@@ -95,3 +95,28 @@ def test_manual_approval_by_file_and_by_prompt(tmp_path: pathlib.Path) -> None:
     # The file's rejection of a holds on this resume too: only c is asked about, and only c runs.
     assert step.phase == "Succeeded" and runs.calls == [("camp-b", False), ("camp-c", False)]
     assert read_approvals(approvals) == (["b"], ["a"])
+
+
+def test_open_ended_rounds_tell_the_next_ideation_the_reviews(tmp_path: pathlib.Path) -> None:
+    """Ideation by the scripted OpenAI-compatible server; round 2's prompt carries round 1's review."""
+    from tests.llmserver import ScriptedLLMServer
+
+    with ScriptedLLMServer() as server:
+        manifest = _manifest(tmp_path, rounds=2, topic={"inline": "# Title: Grokking\n## Abstract\nWhen?"},
+                             ideation={"ideasPerRound": 1, "reflections": 0, "noveltyCheck": False,
+                                       "literature": "offline"})
+        obj = yaml.safe_load(manifest.read_text())
+        del obj["spec"]["ideas"]
+        obj["spec"]["runTemplate"]["llm"] = {"baseURL": server.url, "models": {"ideation": "scripted-model"}}
+        manifest.write_text(yaml.safe_dump(obj))
+        runs = FakeRuns()
+        step = LocalCampaign(manifest, tmp_path / "w", runs, say=lambda _: None).execute_all()
+        prompts = [str(r.body["messages"][-1]["content"]) for r in server.for_action("ideation")]
+    assert step.phase == "Succeeded" and len(runs.calls) == 2
+    first = runs.calls[0][0].removeprefix("camp-")
+    fed = [p for p in prompts if "What the earlier runs of this research campaign found" in p]
+    assert len(fed) == 1 and f"(idea {first}, round 1)" in fed[0]
+    assert "review overall score 4.00 (Reject). weaknesses: w1" in fed[0]
+    state = json.loads((tmp_path / "w" / "camp" / "campaign.json").read_text())
+    assert [i["round"] for i in state["status"]["ideas"]] == [1, 2] and state["status"]["used"]["tokens"] > 0
+    assert "review overall score 4.00" in state["feedback"]["2"]

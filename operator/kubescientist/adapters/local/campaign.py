@@ -4,7 +4,8 @@ The folder ``<workdir>/<campaign>/`` holds the validated campaign (``campaign.ya
 became of them (``campaign.json``), one run folder per idea under its deterministic run name, and
 ``campaign.html``. The decisions are the core's (``next_step``); this module observes the run folders,
 acts on the step, and records. Runs share the machine: one runs at a time here, with the parallelism of its
-own spec, which keeps every campaign within its maxConcurrentRuns.
+own spec, which keeps every campaign within its maxConcurrentRuns. With spec.topic, each round's ideas come
+from the LLM of runTemplate.llm, told each earlier run's review score, weaknesses and results.
 
 Manual approval reads the manifest's spec.approval (re-read on ``--resume``, so an approval is an edit of
 the manifest, as in Git) and an approvals file (one idea name a line, ``-name`` rejects); with a terminal,
@@ -13,6 +14,8 @@ the user is asked.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import dataclasses
 import importlib.resources
 import json
@@ -24,10 +27,16 @@ import yaml
 
 from kubescientist.adapters.campaign_manifest import load_campaign, validate_campaign
 from kubescientist.adapters.local.files import write_json
-from kubescientist.adapters.manifest import ManifestError
+from kubescientist.adapters.manifest import ManifestError, apply_defaults, crd_schema
+from kubescientist.agent.config import from_settings
+from kubescientist.agent.errors import AgentError
+from kubescientist.agent.ideas import Ideator, Topic, parse_topic
+from kubescientist.agent.literature import OfflineCorpus, source_from_env
+from kubescientist.agent.llm import LLMClient
 from kubescientist.core.campaign import (
-    CampaignIdea, CampaignSpec, IdeaRecord, RunReport, Step, campaign_spec_from_dict, leaderboard, next_step, run_name,
-    run_spec, state_of, status)
+    CampaignIdea, CampaignSpec, IdeaRecord, RunReport, Step, Usage, campaign_spec_from_dict, ideas_from_entries,
+    ideation_feedback, leaderboard, next_step, run_name, run_spec, state_of, status)
+from kubescientist.core.spec import run_spec_from_dict
 
 
 class CampaignStopped(Exception):
@@ -135,6 +144,11 @@ class LocalCampaign:
         self.decided: dict[str, list[str]] = {"approved": list(saved.get("decided", {}).get("approved", [])),
                                               "rejected": list(saved.get("decided", {}).get("rejected", []))}
         """Approvals given by file or prompt (the manifest's own are re-read each time): kept across resumes."""
+        used = saved.get("ideationUsed") or {}
+        self.ideation_used = Usage(tokens=int(used.get("tokens", 0)), usd=float(used.get("usd", 0.0)))
+        """The LLM use of ideation, which counts against the campaign budget."""
+        self.feedback: dict[str, str] = dict(saved.get("feedback", {}))
+        """What each round's ideation was told about the earlier rounds, by round."""
         if approvals is not None:
             self.decided["approved"] += read_approvals(approvals)[0]
             self.decided["rejected"] += read_approvals(approvals)[1]
@@ -164,17 +178,37 @@ class LocalCampaign:
                            dropped=i.get("dropped", "")) for i in data.get("ideaList", [])]
 
     def _propose(self, round_: int) -> None:
-        """The ideas of a round: the fixed list in the first; ideation on a topic needs an LLM (not offline)."""
+        """The ideas of a round: the fixed list, or (with spec.topic) the LLM's, told what earlier rounds found."""
         if self.spec.open_ended:
-            raise CampaignStopped("spec.topic: proposing ideas from a topic is not available in local mode yet; "
-                                  "give the ideas as a fixed list in spec.ideas.inline (kubescientist ideas writes "
-                                  "them from a topic)")
-        if self.valid["spec"].get("ideas", {}).get("inline") is None:
+            self._ideate(round_)
+        elif self.valid["spec"].get("ideas", {}).get("inline") is None:
             raise CampaignStopped("spec.ideas: only spec.ideas.inline works in local mode (configMapRef and "
                                   "seedIdeas are read in a cluster)")
-        self.ideas = [IdeaRecord(dataclasses.replace(i, round=round_)) for i in self.spec.ideas]
+        else:
+            self.ideas = [IdeaRecord(dataclasses.replace(i, round=round_)) for i in self.spec.ideas]
         if self.spec.approval == "manual":
             self._revalidate(dict(self.valid["spec"]))  # approvals of unknown names fail here, naming them
+
+    def _ideate(self, round_: int) -> None:
+        if self.spec.topic is None:
+            raise CampaignStopped("spec.topic: only spec.topic.inline works in local mode (configMapRef is read "
+                                  "in a cluster)")
+        feedback = ideation_feedback(self.ideas, self.reports())
+        earlier = [{"name": r.idea.name, "title": r.idea.title, "shortHypothesis": r.idea.hypothesis}
+                   for r in self.ideas]
+        try:
+            entries, used = ideate(self.spec, parse_topic(self.spec.topic, "spec.topic.inline"), feedback, earlier)
+        except AgentError as exc:
+            raise CampaignStopped(f"ideation of round {round_}: {exc}") from None
+        made = ideas_from_entries(entries, round=round_, taken=[r.idea.name for r in self.ideas])
+        for entry, idea in zip(entries, made):
+            verdict = entry.get("novelty") or {}
+            dropped = f"not novel: {verdict.get('reason', '')}" if self.spec.novelty_check \
+                and verdict.get("verdict") == "not novel" else ""
+            self.ideas.append(IdeaRecord(idea, dropped=dropped[:1024]))
+        self.ideation_used = Usage(tokens=self.ideation_used.tokens + used.tokens,
+                                   usd=self.ideation_used.usd + used.usd)
+        self.feedback[str(round_)] = feedback
 
     def reports(self) -> dict[str, RunReport]:
         """Each idea's run as its folder shows it: finished (its summary), started (folder only) or none."""
@@ -193,7 +227,7 @@ class LocalCampaign:
         return out
 
     def step(self) -> Step:
-        return next_step(self.spec, self.ideas, self.reports())
+        return next_step(self.spec, self.ideas, self.reports(), ideation_used=self.ideation_used)
 
     def execute_all(self) -> Step:
         """Run the campaign until it ends or waits for an approval the user has not given."""
@@ -272,13 +306,38 @@ class LocalCampaign:
         direction = self.valid["spec"]["runTemplate"]["objective"].get("direction", "maximize")
         write_json(self.folder.state, {
             "campaign": self.name,
-            "status": status(self.spec, step, self.ideas, reports, direction=direction),
+            "status": status(self.spec, step, self.ideas, reports, direction=direction,
+                             ideation_used=self.ideation_used),
             "ideaList": [{**dataclasses.asdict(r.idea), "dropped": r.dropped} for r in self.ideas],
             "failures": self.failures,
             "decided": self.decided,
+            "ideationUsed": {"tokens": self.ideation_used.tokens, "usd": self.ideation_used.usd},
+            "feedback": self.feedback,
         })
         self.folder.html.write_text(campaign_page(self.folder, self.name, self.spec, self.ideas, reports, step,
                                                   direction))
+
+
+def ideate(spec: CampaignSpec, topic: Topic, feedback: str,
+           earlier: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Usage]:
+    """One round's ideas by the LLM of runTemplate.llm (its key from the environment, as for a local run)."""
+    template = apply_defaults(crd_schema("ResearchRun")["properties"]["spec"],
+                              copy.deepcopy(run_spec(spec.run_template, CampaignIdea("ideation", "ideation"))))
+    config = from_settings(run_spec_from_dict(template).llm)
+
+    async def go() -> tuple[list[dict[str, Any]], Usage]:
+        client = LLMClient(config)
+        source = OfflineCorpus([]) if spec.literature == "offline" else source_from_env(spec.literature)
+        try:
+            made = await Ideator(client, source, reflections=spec.reflections, novelty_check=spec.novelty_check) \
+                .generate(topic, spec.ideas_per_round, earlier, feedback=feedback)
+        finally:
+            await client.aclose()
+            await source.aclose()
+        total = client.ledger.to_dict()["total"]
+        return made, Usage(tokens=int(total["promptTokens"]) + int(total["completionTokens"]), usd=float(total["usd"]))
+
+    return asyncio.run(go())
 
 
 def campaign_page(folder: CampaignDir, name: str, spec: CampaignSpec, ideas: list[IdeaRecord],
