@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,15 @@ from tests.llmserver import ScriptedLLMServer
 pytestmark = pytest.mark.e2e
 
 __all__ = ["harness", "llm_operator", "server"]  # fixtures shared with the operator tests
+
+@pytest.fixture
+def campaigns(cluster: Any, restricted_namespace: str, llm_operator: OperatorProcess) -> Iterator[OperatorProcess]:
+    """The operator, and at the end the campaigns deleted while it still runs (they carry its finalizer)."""
+    yield llm_operator
+    if llm_operator.proc is not None and llm_operator.proc.poll() is None:
+        cluster.kubectl("delete", "researchcampaigns", "--all", "-n", restricted_namespace, "--timeout=60s",
+                        check=False, timeout=90)
+
 
 TOPIC = "# Title: Momentum on a line\n## Abstract\nWhen does heavy-ball momentum help gradient descent fit a line?"
 
@@ -59,9 +69,9 @@ def _wait(cluster: Any, operator: OperatorProcess, what: str, check: Any, timeou
 
 
 def test_two_rounds_feed_the_first_reviews_into_the_second_ideation(
-        cluster: Any, restricted_namespace: str, llm_operator: OperatorProcess, harness: KubeletHarness,
+        cluster: Any, restricted_namespace: str, campaigns: OperatorProcess, harness: KubeletHarness,
         server: ScriptedLLMServer, tmp_path: Path) -> None:
-    namespace = restricted_namespace
+    namespace, llm_operator = restricted_namespace, campaigns
     apply_file(cluster, _campaign("camp", namespace, cluster, server), tmp_path)
     running: list[int] = []
     first = _wait(cluster, llm_operator, "the first round's run", lambda runs: runs[:1], 120, running)[0]
@@ -122,7 +132,7 @@ def _runs_of(cluster: Any, namespace: str, name: str) -> list[str]:
 
 
 def test_manual_approval_holds_runs_and_the_budget_stops_new_ones(
-        cluster: Any, restricted_namespace: str, llm_operator: OperatorProcess, harness: KubeletHarness,
+        cluster: Any, restricted_namespace: str, campaigns: OperatorProcess, harness: KubeletHarness,
         server: ScriptedLLMServer, tmp_path: Path) -> None:
     namespace = restricted_namespace
     apply_file(cluster, _fixed("held", namespace, cluster, server, approval={"mode": "manual"}), tmp_path)
