@@ -696,3 +696,18 @@ def test_bad_campaign_fails_at_the_field(keys: list[str | int], value: Any) -> N
         target = target[key]
     target[keys[-1]] = value
     assert deque(["spec", *keys]) in _errors_at(_root(_load("researchcampaign.yaml")), obj)
+
+
+def test_approved_gates_must_be_gates() -> None:
+    from kubescientist.adapters.manifest import ManifestError, validate_object
+
+    run = _sample_run()
+    del run["status"]
+    run["spec"].update(gates=["tuning"], approvedGates=["tuning"])
+    assert validate_object("ResearchRun", run)["spec"]["approvedGates"] == ["tuning"]
+    run["spec"]["approvedGates"] = ["research"]
+    with pytest.raises(ManifestError, match=r"spec.approvedGates: approvedGates may only name stages listed in gates"):
+        validate_object("ResearchRun", run)
+    run["spec"].update(gates=["ablation"], approvedGates=[])
+    with pytest.raises(ManifestError, match=r"spec.gates\[0\]: must be one of initial, tuning, research"):
+        validate_object("ResearchRun", run)
