@@ -33,6 +33,7 @@ CAMPAIGN: dict[str, Any] = {
     "status": {"phase": "Running", "round": 1, "runs": {"total": 2, "running": 1, "succeeded": 1, "failed": 0},
                "used": {"tokens": 1200, "usd": 0.25, "gpuHours": 0.5},
                "leaderboard": [{"run": "camp-rope", "idea": "rope", "score": 6.0, "metric": 0.97}],
+               "bestByMetric": {"run": "camp-rope", "idea": "rope", "metric": 0.97},
                "ideas": [{"name": "rope", "round": 1, "state": "Succeeded"},
                          {"name": "wd", "round": 1, "state": "Proposed"},
                          {"name": "old", "round": 1, "state": "Dropped", "reason": "not novel: Power et al."}]},
@@ -338,3 +339,4 @@ def test_campaign_prints_the_leaderboard() -> None:
                         "tokens, $0.2500, 0.500 GPU-hours")
     assert re.search(r"^ 1  camp-rope\s+rope\s+6.00\s+0.97$", result.output, re.MULTILINE)
     assert "  idea old (round 1): Dropped: not novel: Power et al." in lines
+    assert "  best by objective metric: camp-rope (rope) 0.97" in lines

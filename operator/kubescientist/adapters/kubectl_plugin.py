@@ -655,6 +655,10 @@ def campaign_command(ctx: click.Context, name: str) -> None:
                f"{float(used.get('gpuHours', 0.0)):.3f} GPU-hours")
     if status.get('message'):
         click.echo(f"  {_one_line(str(status['message']), 200)}")
+    by_metric = status.get('bestByMetric') or {}
+    if isinstance(by_metric.get('metric'), (int, float)):
+        click.echo(f"  best by objective metric: {by_metric.get('run')} ({by_metric.get('idea')}) "
+                   f"{by_metric['metric']:.4g}")
     click.echo(f"{'#':>2}  {'run':<40} {'idea':<24} {'score':>6} {'metric':>10}")
     for rank, row in enumerate(status.get('leaderboard') or (), 1):
         score = f"{row['score']:.2f}" if isinstance(row.get('score'), (int, float)) else '-'

@@ -437,4 +437,8 @@ def status(spec: CampaignSpec, step: Step, ideas: Sequence[IdeaRecord], runs: Ma
     scored = [r for r in board if r.score is not None]
     if scored:
         out["best"] = {"run": scored[0].run, "idea": scored[0].idea, "score": scored[0].score}
+    measured = sorted((r for r in reports if r.finished and r.metric is not None),
+                      key=lambda r: ((-1.0 if direction == "maximize" else 1.0) * (r.metric or 0.0), r.run))
+    if measured:
+        out["bestByMetric"] = {"run": measured[0].run, "idea": measured[0].idea, "metric": measured[0].metric}
     return out

@@ -119,6 +119,7 @@ def test_leaderboard_ranks_by_score_then_metric_and_is_bounded() -> None:
     assert [r.idea for r in leaderboard(many)] == [f"i{n:02d}" for n in range(24, 14, -1)]
     report = status(_spec(), next_step(_spec(), [], {r.idea: r for r in runs}), [], {r.idea: r for r in runs})
     assert report["best"] == {"run": "camp-b", "idea": "b", "score": 6.0}
+    assert report["bestByMetric"] == {"run": "camp-c", "idea": "c", "metric": 0.95}
     assert report["runs"] == {"total": 5, "running": 1, "succeeded": 3, "failed": 1}
 
 

@@ -91,6 +91,7 @@ def test_runs_per_idea_within_max_concurrent_runs_and_restarts_duplicate_nothing
                                                                  "failed": 1}
     assert [r["run"] for r in status["leaderboard"]] == ["camp-b", "camp-a", "camp-c"]
     assert status["best"] == {"run": "camp-b", "idea": "b", "score": 7.0}
+    assert status["bestByMetric"]["metric"] == 0.9
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["status"] == "True" and status["observedGeneration"] == 1
     reasons = [r for _, r, _ in kube.events]
