@@ -82,7 +82,8 @@ class Papers:
                 decision = report.get('decision')
                 updated = statuses.Step(phase='succeeded', message=message, uri=product,
                                         decision=str(decision) if decision else None,
-                                        overall=float(overall) if isinstance(overall, (int, float)) else None)
+                                        overall=float(overall) if isinstance(overall, (int, float)) else None,
+                                        weaknesses=tuple(str(w) for w in report.get('weaknesses') or ()) or None)
                 self.kube.event(run, 'Normal', succeeded, f"{role} done: {message}")
             else:
                 updated = statuses.Step(phase='failed', message=f"{role} failed: {message}")

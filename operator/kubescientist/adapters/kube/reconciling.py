@@ -156,7 +156,7 @@ class Reconciler:
                                 review=state.review, start_time=state.start_time,
                                 stalled='; '.join(step.stalled) or None,
                                 llm=state.agent.accounts() if state.agent is not None else None,
-                                llm_stopped=state.llm_stopped)
+                                llm_stopped=state.llm_stopped, gate=statuses.gate_text(state.engine))
         self._write_run_status(run, view, previous, generation, now)
         phase, _ = statuses.run_phase(view)
         self._observe(namespace, name, state, phase, now)

@@ -31,6 +31,7 @@ from kubescientist.adapters.llm import llm_enabled, template_code
 from kubescientist.adapters.local.agent import LocalAgent
 from kubescientist.adapters.local.executors import Executors, RunnerBusy
 from kubescientist.adapters.local.files import read_json, write_json
+from kubescientist.adapters.local.gates import raise_if_paused
 from kubescientist.adapters.local.journal_store import JournalStore
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.adapters.templates import search_space_of
@@ -189,6 +190,7 @@ class LocalRunner:
             self._carry_out(self.driver.step((), self.elapsed()))
             while not self.engine.done:
                 if not self._running:
+                    raise_if_paused(self.engine, self.run_dir.root)
                     raise RunError("the engine has nothing to run and is not done (suspended?)")
                 entry = self._done.get()
                 del self._running[entry.node.id]
