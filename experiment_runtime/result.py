@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -116,7 +117,10 @@ class NodeResult:
 
 
 def write_result(result: NodeResult, node_dir: Path) -> None:
-    (node_dir / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    """Written whole or not at all: a runner restarted after a kill adopts the result it finds."""
+    partial = node_dir / f".{RESULT_FILE}.partial"
+    partial.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, node_dir / RESULT_FILE)
 
 
 def load_result(node_dir: Path) -> NodeResult:

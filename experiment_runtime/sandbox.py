@@ -187,6 +187,7 @@ def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, 
             own_uid=None if limits.own_uid else (
                 "nodes share the sandbox uid" if drop else "nodes run as the runner's uid")))
     started = time.monotonic()
+    executor = os.getpid()
     try:
         proc = subprocess.Popen(
             argv,
@@ -196,7 +197,7 @@ def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, 
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=lambda: _enter_child(limits, nproc, group, (uid, gid) if drop else None),
+            preexec_fn=lambda: _enter_child(limits, nproc, group, (uid, gid) if drop else None, executor),
         )
     except PermissionError as err:
         _remove(group)
@@ -341,7 +342,7 @@ def _check_workdir(path: Path, uid: int, gid: int) -> None:
 
 
 def _enter_child(limits: Limits, nproc: int, group: cgroups.NodeCgroup | None,
-                 identity: tuple[int, int] | None) -> None:
+                 identity: tuple[int, int] | None, executor: int) -> None:
     """Runs in the child between fork and exec: joins the cgroup (as root), drops to the sandbox user,
     sets the rlimits. Everything the program starts is then born in the group and under the limits."""
     if group is not None:
@@ -361,8 +362,11 @@ def _enter_child(limits: Limits, nproc: int, group: cgroups.NodeCgroup | None,
     # Address space is a poor proxy for memory (CUDA maps GiBs at import): only where no cgroup bounds memory.
     if limits.memory_bytes is not None and group is None:
         _set_limit(resource.RLIMIT_AS, limits.memory_bytes)
-    # After the uid change, which clears the parent-death signal.
+    # After the uid change, which clears the parent-death signal. An executor killed before this line sends
+    # no signal: then the child must not go on as an orphan.
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != executor:
+        os._exit(1)
 
 
 def _set_limit(which: int, value: int) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import random
+from collections.abc import Collection
 
 from kubescientist.core.journal import Journal, Node, NodeConfig, NodeStatus, Outcome, StageRecord
 from kubescientist.core.objective import ObjectiveMissing, objective_value, seed_stats, sort_key
@@ -54,15 +55,19 @@ class Engine:
         self._rebuild()
         self._open_gates()  # approved while no process ran
 
-    def requeue_running(self) -> list[str]:
+    def requeue_running(self, keep: Collection[str] = ()) -> list[str]:
         """After a restart: nodes that were running when the previous process ended never reported; they
-        run again (a driver whose nodes outlive it, like the operator's Jobs, does not call this)."""
-        again = [n for n in self.journal.unfinished() if n.status == "running"]
+        run again, except those in ``keep``, whose results the driver found and completes (a driver whose
+        nodes outlive it, like the operator's Jobs, does not call this)."""
+        again = [n for n in self.journal.unfinished() if n.status == "running" and n.id not in keep]
         for node in again:
             self.journal.set_status(node, "pending")
         if again:
             self.journal.record("requeued", f"{', '.join(n.id for n in again)}: running when the previous process "
                                 "ended; run again")
+        if keep:
+            self.journal.record("adopted", f"{', '.join(sorted(keep))}: finished just before the previous process "
+                                "ended; their results are kept")
         return [n.id for n in again]
 
     def update_spec(self, spec: RunSpec) -> None:

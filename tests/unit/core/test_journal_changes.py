@@ -94,6 +94,21 @@ def test_requeue_running_is_explicit_and_recorded() -> None:
     assert engine.next_pending() is not None and engine.next_pending().id == running[0]  # type: ignore[union-attr]
 
 
+def test_requeue_running_keeps_the_nodes_whose_results_were_found() -> None:
+    driver = Driver(spec(), slots=3)
+    driver.run_until(lambda d: len(d.completed) >= 3)
+    driver.fill()
+    running = [n.id for n in driver.running]
+    assert len(running) >= 2
+    journal = Journal.from_dict(json.loads(json.dumps(driver.journal.to_dict())))
+    engine = Engine(spec(), journal)
+    assert engine.requeue_running(keep={running[0]}) == running[1:]
+    assert journal.nodes[running[0]].status == "running"
+    assert journal.events[-1].kind == "adopted" and running[0] in journal.events[-1].message
+    engine.complete(running[0], good(0.5))
+    assert journal.nodes[running[0]].status == "succeeded"
+
+
 def test_update_spec_applies_a_changed_spec_and_records_it() -> None:
     driver = Driver(spec(), slots=2)
     driver.run_until(lambda d: len(d.completed) >= 2)

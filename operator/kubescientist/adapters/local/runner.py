@@ -115,8 +115,6 @@ class LocalRunner:
                 raise RunError(f"spec.llm: {exc}") from None
         # With an LLM, it judges each stage's best (and whether a stage met its goal early).
         self.engine = Engine(run.spec, journal, judged=self.agent is not None)
-        if resume:
-            self.engine.requeue_running()
         self.driver = Driver(self.engine, self.proposer, self.agent, prepare=self._prepare)
         self._code_dirs: dict[str, pathlib.Path] = {}
         self._events_seen = len(journal.events)
@@ -128,6 +126,10 @@ class LocalRunner:
             self.executors = Executors.claim(self.run_dir.root)
         except RunnerBusy as exc:
             raise RunError(str(exc)) from None
+        # Only now, with any leftover executor stopped, is a node's result.json final.
+        self._adopted = self._finished_before_restart() if resume else []
+        if resume:
+            self.engine.requeue_running(keep={node_id for node_id, _ in self._adopted})
         self._done: queue.Queue[_Running] = queue.Queue()
         self._running: dict[str, _Running] = {}
         self.clock = clock
@@ -187,7 +189,7 @@ class LocalRunner:
         self.reporter.started(self.run, self.run_dir, self.engine)
         self._save()
         try:
-            self._carry_out(self.driver.step((), self.elapsed()))
+            self._carry_out(self.driver.step(self._adopted, self.elapsed()))
             while not self.engine.done:
                 if not self._running:
                     raise_if_paused(self.engine, self.run_dir.root)
@@ -258,6 +260,20 @@ class LocalRunner:
             entry.process.wait()
         self.executors.finished(entry.node.id)
         self._done.put(entry)
+
+    def _finished_before_restart(self) -> list[tuple[str, Outcome]]:
+        """Nodes whose executor wrote its result before the previous runner died, with their outcomes: they
+        finished, so they are folded in, never run again."""
+        found = []
+        for node in self.engine.journal.unfinished():
+            if node.status != "running":
+                continue
+            try:
+                result = load_result(self.run_dir.node(node.id))
+            except (OSError, ValueError, KeyError):
+                continue  # it never finished: it runs again
+            found.append((node.id, results.outcome(result, Details(adopted=True))))
+        return found
 
     def _outcome(self, entry: _Running, node_dir: pathlib.Path) -> Outcome:
         wall = Details(wall_seconds=round(self.clock() - entry.started, 3))
