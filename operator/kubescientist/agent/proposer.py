@@ -7,8 +7,9 @@ metric as fallback), whether a stage is complete, and a node's plots (images sen
 
 Node outputs come in from the adapter (``OutputSource``, ``NodeOutput``): the agent reads no run folder.
 A failure of the endpoint (``LLMUnavailable``) or a reached cap (``BudgetExceeded``) propagates, so the
-adapter can stop the run with the reason; an unusable answer (after one repair) makes ``propose`` return
-None with the reason recorded in the journal, like a proposer with nothing new.
+adapter can stop the run with the reason. An unusable answer is sent back for repair, up to
+``spec.llm.answerAttempts`` answers per proposal; only when all of them are unusable does ``propose`` return
+None, with the reason recorded in the journal, like a proposer with nothing new.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ log = logging.getLogger("kubescientist.agent.proposer")
 
 CODE_ACTIONS = ("draft", "debug", "improve", "tune", "variant", "ablate")
 PARAMS_ONLY_ACTIONS = ("tune", "variant", "ablate")
+MUST_ANSWER_ACTIONS = ("draft", "debug")
+"""Actions whose answer must be a program: nothing else moves the search on."""
 """Actions whose answer may change only config params and keep the parent's program."""
 MAX_IMAGES = 10
 """Plots sent to the vision model per node (the first ones, by name)."""
@@ -196,6 +199,11 @@ class LLMProposer:
 
         def parse(text: str) -> tuple[CodeAnswer, NodeConfig | None]:
             answer = parse_code_answer(text, allow_params_only=allow_params_only)
+            if answer.exhausted and plan.action in MUST_ANSWER_ACTIONS:
+                # A small model says "exhausted" to get out of a hard task; a draft or a fix has no
+                # alternative but a program, so the answer is unusable (retried), not the end of the stage.
+                raise ParseError(f"a {plan.action} cannot be exhausted: send a complete program in one ```python "
+                                 'block, with "exhausted": false')
             if answer.exhausted:
                 return answer, None
             config = self._config(plan, parent, answer)

@@ -113,6 +113,25 @@ def test_an_answer_without_code_is_repaired(server: ScriptedLLMServer) -> None:
     assert server.requests[-1].repair
 
 
+def test_two_garbage_drafts_then_a_usable_one_give_a_program(server: ScriptedLLMServer) -> None:
+    server.script("draft", Reply(content="I am a small model and I like turtles."),
+                  Reply(content='```json\n{"summary": "oops", "name": null'))
+    journal = Journal()
+    proposal = propose(server, Plan("initial", "draft", None, "draft", "s"), journal)
+    assert proposal is not None and proposal.config.code and "import" in proposal.config.code
+    drafts = server.for_action("draft")
+    assert [r.repair for r in drafts] == [False, True, True]
+    assert not [e for e in journal.events if e.kind in ("agent", "exhausted")]
+
+
+def test_a_draft_or_debug_cannot_be_exhausted(server: ScriptedLLMServer) -> None:
+    server.script("draft", Reply(content='```json\n{"summary": "nothing to do", "name": null, "params": null, '
+                                         '"exhausted": true}\n```'))
+    proposal = propose(server, Plan("initial", "draft", None, "draft", "s"), Journal())
+    assert proposal is not None and proposal.config.code
+    assert "a draft cannot be exhausted" in prompt_of(server)
+
+
 def test_a_repeated_program_is_sent_back(server: ScriptedLLMServer) -> None:
     journal = Journal()
     same = program("same", 0.8)
@@ -129,7 +148,7 @@ def test_nothing_new_or_nothing_usable_is_none_with_the_reason(server: ScriptedL
     server.script("ablate", Reply(content='```json\n{"summary": "every component was ablated", "name": null, '
                                           '"params": null, "exhausted": true}\n```'))
     assert propose(server, Plan("ablation", "ablate", root.id, "switch off", "s"), journal) is None
-    server.script("draft", Reply(content="no code"), Reply(content="still no code"))
+    server.script("draft", *(Reply(content=text) for text in ("no code", "still no code", "none again")))
     assert propose(server, Plan("initial", "draft", None, "draft", "s"), journal) is None
     messages = [e.message for e in journal.events if e.kind == "agent"]
     assert "the model has nothing new to try (every component was ablated)" in messages[0]
