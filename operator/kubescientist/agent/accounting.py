@@ -11,7 +11,7 @@ import dataclasses
 import fnmatch
 import json
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from kubescientist.agent.errors import BudgetExceeded, ConfigError
 from kubescientist.agent.roles import Role
@@ -181,6 +181,8 @@ class Ledger:
         self.unpriced_models: set[str] = set()
         self.calls: list[CallRecord] = []
         self.stopped: str | None = None
+        self.on_record: Callable[[CallRecord], object] | None = None
+        """Called after each call is recorded: the adapter saves the accounts there, so a crash loses none."""
 
     def check(self) -> None:
         """Raise ``BudgetExceeded`` if a cap is reached (and remember it: the stop is final)."""
@@ -212,6 +214,8 @@ class Ledger:
 
     def record(self, call: CallRecord) -> None:
         self.calls.append(call)
+        if self.on_record is not None:
+            self.on_record(call)
 
     def rename(self, old: str, new: str) -> None:
         """Move a subject's usage to another name (a plan's proposal cost to the node it became)."""

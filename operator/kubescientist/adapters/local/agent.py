@@ -76,8 +76,13 @@ class LocalAgent(AgentCalls):
         self.template = template
         self.client = LLMClient(from_settings(spec.llm))
         self.ledger = self.client.ledger
+        self._earlier: list[Any] = []
+        """The calls of the run before a resume (the ledger holds their sums, not the calls)."""
         if resume and run_dir.llm_calls.exists():
-            self.ledger.restore(read_json(run_dir.llm_calls).get("accounts", {}))
+            saved = read_json(run_dir.llm_calls)
+            self.ledger.restore(saved.get("accounts", {}))
+            self._earlier = list(saved.get("calls", []))
+        self.ledger.on_record = lambda _call: self.save()
         context = ResearchContext.from_spec(spec, resolve_idea(spec, manifest_dir), template)
         self.proposer = LLMProposer(self.client, context, self.output)
         self._loop = asyncio.Runner()
@@ -114,8 +119,9 @@ class LocalAgent(AgentCalls):
         return folder
 
     def save(self) -> None:
+        """Write the accounts and every call to ``llm.json`` (after each call, and by the runner)."""
         write_json(self.run_dir.llm_calls, {"accounts": self.ledger.to_dict(),
-                                            "calls": [c.to_dict() for c in self.ledger.calls]})
+                                            "calls": self._earlier + [c.to_dict() for c in self.ledger.calls]})
 
     def accounts(self) -> Mapping[str, Any]:
         return self.ledger.to_dict()
@@ -144,6 +150,7 @@ class PaperAgent:
             self._earlier = list(saved.get("calls", []))
         self._loop = asyncio.Runner()
         self._log = _agent_log(run_dir.llm_log)
+        self.client.ledger.on_record = lambda _call: self.save()
 
     def model(self, role: Role) -> str | None:
         try:
