@@ -172,6 +172,15 @@ def parse_code_answer(text: str, *, allow_params_only: bool) -> CodeAnswer:
     return CodeAnswer(str(header["summary"]), header["name"], header["params"], False, code)
 
 
+MISSING_MODULE = re.compile(r"(?:ModuleNotFoundError|ImportError): No module named '([\w.]+)'")
+
+
+def missing_module(text: str) -> str | None:
+    """The top-level module a failed program could not import (small models import what is not there)."""
+    found = MISSING_MODULE.findall(text)
+    return found[-1].split(".")[0] if found else None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")[:NAME_CHARS] or "change"
 
@@ -265,9 +274,11 @@ class LLMProposer:
     def _parent_view(self, node: Node) -> dict[str, Any]:
         output = self._output(node.id)
         feedback = node.outcome.details.get("plotFeedback", {}) if node.outcome else {}
+        reason = (node.outcome.reason if node.outcome else None) or ""
         return {"id": node.id, "code": self._code_of(node), "params": node.config.params,
-                "error": (node.outcome.reason if node.outcome else None) or "",
+                "error": reason,
                 "stdout": output.stdout, "stderr": output.stderr, "line": node_line(node, self.ctx.objective),
+                "missing_module": missing_module(f"{output.stderr}\n{reason}"),
                 "feedback": feedback.get("summary", "") if isinstance(feedback, Mapping) else ""}
 
     def _code_prompt(self, plan: Plan, journal: Journal, parent: Node | None) -> RenderedPrompt:

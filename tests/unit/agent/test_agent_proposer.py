@@ -75,6 +75,18 @@ def test_debug_sees_the_error_and_the_output_tail(server: ScriptedLLMServer) -> 
     assert len(text) < 30_000  # 9,000 characters of stdout were cut to their tail
 
 
+def test_debug_names_a_missing_module_and_what_is_available(server: ScriptedLLMServer) -> None:
+    journal = Journal()
+    buggy = node(journal, status="buggy", reason="exit status 1: ModuleNotFoundError: No module named "
+                 "'sklearn.linear_model'", code="import sklearn.linear_model\n")
+    propose(server, Plan("initial", "debug", buggy.id, "debug n0000", "s"), journal)
+    assert ("The module `sklearn` is not installed and cannot be: rewrite the program without it, using only the "
+            "Python standard library and numpy, torch, matplotlib.") in prompt_of(server).replace("\n", " ")
+    clean = node(journal, status="buggy", reason="exit status 1: KeyError: 'lr'", code=program("d", 0.8, buggy=True))
+    propose(server, Plan("initial", "debug", clean.id, "debug", "s"), journal)
+    assert "is not installed" not in prompt_of(server)
+
+
 def test_improve_variant_and_ablate_name_their_change(server: ScriptedLLMServer) -> None:
     journal = Journal()
     root = node(journal, code=program("base", 0.8))
