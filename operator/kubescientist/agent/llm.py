@@ -185,12 +185,16 @@ class LLMClient:
                     answers.append(completion.text)
                     call.unusable.append(str(exc))
                     if attempt == attempts:
+                        log.warning("%s (%s, subject %s): unusable answer %d of %d (%s); giving up; the answer "
+                                    "began: %r", prompt.ref, model, subject, attempt, attempts, exc,
+                                    completion.text[:400])
                         raise AnswerError(f"{prompt.ref}: unusable answer after {attempts} attempt"
                                           f"{'s' if attempts > 1 else ''}: {exc} (first: {call.unusable[0]})",
                                           tuple(answers)) from None
                     call.repaired = True
-                    log.warning("%s (%s, subject %s): unusable answer %d of %d (%s); asking for a repair",
-                                prompt.ref, model, subject, attempt, attempts, exc)
+                    log.warning("%s (%s, subject %s): unusable answer %d of %d (%s); asking for a repair; "
+                                "the answer began: %r", prompt.ref, model, subject, attempt, attempts, exc,
+                                completion.text[:400])
                     reminder = self._json_instruction(schema) if schema is not None else answer_format
                     repair = self.prompts.render("repair", action=prompt.name, error=str(exc), reminder=reminder,
                                                  cut_off=completion.finish_reason == "length")

@@ -154,19 +154,21 @@ def plan_subject(plan: Plan) -> str:
     return f"plan:{plan.stage}:{plan.action}:{plan.parent or '-'}:{plan.rng_seed}"
 
 
-def parse_code_answer(text: str, *, allow_params_only: bool) -> CodeAnswer:
-    """The header (JSON) and program (```python) of a code-writing answer."""
+def parse_code_answer(text: str, *, allow_params_only: bool, keep_template: bool = False) -> CodeAnswer:
+    """The header (JSON) and program (```python) of a code-writing answer. ``keep_template``: a header
+    without a program means the template's own program (a first draft in template mode)."""
     try:
         header: Mapping[str, Any] = parse_json(text, CODE_HEADER.schema)
     except ParseError:
         # The program is what matters; a missing or malformed header costs only the summary.
         header = {"summary": "", "name": None, "params": None, "exhausted": False}
+        keep_template = False  # prose without a header is not a decision to keep the template
     if header["exhausted"]:
         return CodeAnswer(str(header["summary"]), None, None, True, None)
     try:
         code: str | None = extract_code(text)
     except ParseError:
-        if not (allow_params_only and header["params"]):
+        if not ((allow_params_only and header["params"]) or keep_template):
             raise
         code = None
     return CodeAnswer(str(header["summary"]), header["name"], header["params"], False, code)
@@ -204,10 +206,13 @@ class LLMProposer:
             raise ValueError(f"{plan.action} needs a parent")
         prompt = self._code_prompt(plan, journal, parent)
         allow_params_only = plan.action in PARAMS_ONLY_ACTIONS
+        # With a template, a first draft may keep its program (params only): the template is a working
+        # implementation, and a small model cannot always copy it whole.
+        keep_template = plan.action == "draft" and self.ctx.template is not None
         seen = {n.config.key(): n.id for n in journal.nodes.values() if n.action != "seed"}
 
         def parse(text: str) -> tuple[CodeAnswer, NodeConfig | None]:
-            answer = parse_code_answer(text, allow_params_only=allow_params_only)
+            answer = parse_code_answer(text, allow_params_only=allow_params_only, keep_template=keep_template)
             if answer.exhausted and plan.action in MUST_ANSWER_ACTIONS:
                 # A small model says "exhausted" to get out of a hard task; a draft or a fix has no
                 # alternative but a program, so the answer is unusable (retried), not the end of the stage.
@@ -222,7 +227,8 @@ class LLMProposer:
                                  "something different")
             return answer, config
 
-        reminder = self.client.prompts.fragment("_code_answer", allow_params_only=allow_params_only)
+        reminder = self.client.prompts.fragment("_code_answer", allow_params_only=allow_params_only,
+                                                keep_template=keep_template)
         try:
             answer, config = await self.client.ask("code", prompt, parse, subject=plan_subject(plan),
                                                    answer_format=reminder)
@@ -287,6 +293,7 @@ class LLMProposer:
             "ctx": ctx, "idea": ctx.idea, "objective": objective, "stage": plan.stage,
             "goal": ctx.stage_goals.get(plan.stage, ""), "plan_reason": plan.reason,
             "allow_params_only": plan.action in PARAMS_ONLY_ACTIONS,
+            "keep_template": plan.action == "draft" and ctx.template is not None,
             "memory": stage_memory(journal, plan.stage, objective),
         }
         if parent is None:

@@ -184,6 +184,13 @@ def test_template_mode_starts_from_the_template(server: ScriptedLLMServer) -> No
     assert "declares these variants: variant_1 (declared)" in prompt_of(server)
     assert program_files(variant.config, template) == {"experiment.py": variant.config.code}
     assert program_files(NodeConfig(seed=0), template) == {}
+    # A first draft that only sets params keeps the template's program (a small model cannot always copy it).
+    agent = LLMProposer(LLMClient(agent.client.config), research(template=template), outputs)
+    server.script("draft", Reply(content='```json\n{"summary": "the template as it is", "name": null, '
+                                         '"params": {"lr": 0.002}, "exhausted": false}\n```'))
+    kept = run(agent, lambda a: a.propose(Plan("initial", "draft", None, "draft", "s"), Journal()))
+    assert kept is not None and kept.config.code is None and kept.config.params == {"lr": 0.002}
+    assert "the template's program is run as it is" in prompt_of(server).replace("\n", " ")
 
 
 def test_review_of_a_good_and_a_failed_run(server: ScriptedLLMServer) -> None:
