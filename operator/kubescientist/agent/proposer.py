@@ -157,20 +157,27 @@ def plan_subject(plan: Plan) -> str:
 def parse_code_answer(text: str, *, allow_params_only: bool, keep_template: bool = False) -> CodeAnswer:
     """The header (JSON) and program (```python) of a code-writing answer. ``keep_template``: a header
     without a program means the template's own program (a first draft in template mode)."""
+    header_error: ParseError | None = None
     try:
         header: Mapping[str, Any] = parse_json(text, CODE_HEADER.schema)
-    except ParseError:
+    except ParseError as exc:
         # The program is what matters; a missing or malformed header costs only the summary.
         header = {"summary": "", "name": None, "params": None, "exhausted": False}
+        header_error = exc
         keep_template = False  # prose without a header is not a decision to keep the template
     if header["exhausted"]:
         return CodeAnswer(str(header["summary"]), None, None, True, None)
     try:
         code: str | None = extract_code(text)
-    except ParseError:
-        if not ((allow_params_only and header["params"]) or keep_template):
-            raise
-        code = None
+    except ParseError as exc:
+        if (allow_params_only and header["params"]) or keep_template:
+            code = None
+        elif header_error is not None and (allow_params_only or "```json" in text) and "```python" not in text:
+            # A params-only answer with a broken header: the header is what to fix.
+            raise ParseError(f"the ```json header is unusable ({header_error}), and there is no ```python block: "
+                             "fix the JSON, or send the complete program") from None
+        else:
+            raise exc
     return CodeAnswer(str(header["summary"]), header["name"], header["params"], False, code)
 
 

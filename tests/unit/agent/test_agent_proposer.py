@@ -144,6 +144,22 @@ def test_a_draft_or_debug_cannot_be_exhausted(server: ScriptedLLMServer) -> None
     assert "a draft cannot be exhausted" in prompt_of(server)
 
 
+def test_a_params_only_tune_with_python_literals_is_used(server: ScriptedLLMServer) -> None:
+    journal = Journal()
+    root = node(journal, code=program("base", 0.8))
+    server.script("tune", Reply(content='```json\n{"summary": "a larger step", "name": "lr 0.05 -> 0.2", '
+                                        '"params": {"lr": 0.2, "bias": True}, "exhausted": False}\n```'))
+    proposal = propose(server, Plan("tuning", "tune", root.id, "tune", "s"), journal)
+    assert proposal is not None and proposal.config.params["lr"] == 0.2 and proposal.config.params["bias"] is True
+    assert proposal.config.code == root.config.code and len(server.for_action("tune")) == 1
+
+
+def test_a_broken_header_without_a_program_is_named_in_the_repair(server: ScriptedLLMServer) -> None:
+    server.script("draft", Reply(content='```json\n{"summary": "x", "params": {lr: 1}}\n```'))
+    propose(server, Plan("initial", "draft", None, "draft", "s"), Journal())
+    assert "the ```json header is unusable" in prompt_of(server)
+
+
 def test_a_repeated_program_is_sent_back(server: ScriptedLLMServer) -> None:
     journal = Journal()
     same = program("same", 0.8)

@@ -163,3 +163,13 @@ def test_extract_code_takes_the_whole_program() -> None:
         extract_code("```python\nprint(1)\n")
     with pytest.raises(ParseError, match="does not compile: .* line 1"):
         extract_code("```python\ndef f(:\n```\n")
+
+
+def test_python_literals_in_json_are_read() -> None:
+    # Small models write True/None and single quotes; the meaning is clear.
+    text = "```json\n{'buggy': True, 'reason': None, 'summary': \"it is true\"}\n```"
+    assert parse_json(text, REVIEW.schema) == {"buggy": True, "reason": None, "summary": "it is true"}
+    mixed = '{"buggy": false, "reason": null, "summary": "null stays a word: true"}'
+    assert parse_json(mixed, REVIEW.schema)["summary"] == "null stays a word: true"
+    with pytest.raises(ParseError, match="the JSON is malformed"):
+        parse_json('{"buggy": __import__("os")}', REVIEW.schema)
