@@ -33,7 +33,9 @@ def assert_records_agree(run: pathlib.Path, server: ScriptedLLMServer) -> dict[s
         assert total[key] == sum(call[key] for call in saved["calls"]), key
     answered = [r for r in server.requests if r.outcome == "200"]
     assert total["calls"] == len(answered)
-    assert total["retries"] == sum(1 for r in server.requests if r.outcome != "200")
+    # Every other request was retried or was a structured mode the server refused (no tokens either way).
+    refusals = sum(len(call["fallbacks"]) for call in saved["calls"])
+    assert total["retries"] + refusals == sum(1 for r in server.requests if r.outcome != "200")
     return summary
 
 
@@ -111,3 +113,25 @@ def test_interrupted_run(server: ScriptedLLMServer, tmp_path: pathlib.Path, writ
     summary = assert_records_agree(run, server)
     assert summary["phase"] == "searching" and summary["endedBy"] == "KeyboardInterrupt"
     assert json.loads((run / "journal.json").read_text())["nodes"]["n0000"]["status"] in ("pending", "running")
+
+
+def test_a_server_answering_500_to_json_schema_still_reviews_every_node(tmp_path: pathlib.Path,
+                                                                         write_manifest: Any) -> None:
+    # llama-cpp-python's server: json_schema is refused with HTTP 500; json_object with the schema works.
+    with ScriptedLLMServer(json_schema=False, refusal=(500, "Input should be 'text' or 'json_object'")) as server:
+        manifest = write_manifest(no_paper(llm_manifest("llama", server.url)))
+        done = cli("run", str(manifest), "--workdir", str(tmp_path / "runs"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        run = tmp_path / "runs" / "llama"
+        summary = assert_records_agree(run, server)
+    assert summary["phase"] == "succeeded"
+    refused = [r for r in server.requests if r.outcome == "500"]
+    assert len(refused) == 1  # learnt once, no retries of the refusal
+    calls = load(run / "llm.json")["calls"]
+    structured = [c for c in calls if c["structured"]]
+    assert structured and {c["structured"] for c in structured} == {"json_object"}
+    assert [c["fallbacks"] for c in structured if c["fallbacks"]] == [[
+        "json_schema refused (HTTP 500: Input should be 'text' or 'json_object'); using json_object"]]
+    journal = load(run / "journal.json")
+    reviewed = [n for n in journal["nodes"].values() if n["outcome"]]
+    assert reviewed and all(n["outcome"]["details"]["review"]["by"] == "llm" for n in reviewed)
