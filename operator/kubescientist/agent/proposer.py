@@ -15,6 +15,7 @@ None, with the reason recorded in the journal, like a proposer with nothing new.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 from typing import Any, Mapping, Sequence
@@ -230,8 +231,10 @@ class LLMProposer:
             config = self._config(plan, parent, answer)
             twin = seen.get(config.key())
             if twin is not None:
-                raise ParseError(f"this repeats node {twin} exactly (same program and params): propose "
-                                 "something different")
+                # The values are named: a small model told only "different" tends to send the same again.
+                raise ParseError(f"this repeats node {twin} exactly (same program and params "
+                                 f"{json.dumps(dict(config.params), sort_keys=True, default=str)}): propose "
+                                 "something different, such as other values for these params")
             return answer, config
 
         reminder = self.client.prompts.fragment("_code_answer", allow_params_only=allow_params_only,
