@@ -48,6 +48,8 @@ def manifest(name: str, url: str, *, template: bool, budgets: tuple[int, int, in
         "search": {"parallelism": 1, "drafts": 1, "maxDebugDepth": 2},
         "resources": {"deadlineSeconds": 60, "memory": "1Gi"},
         "seeds": 0, "seed": 0,
+        # No new node starts after 20 minutes: a small model on a busy CPU takes minutes per answer.
+        "budget": {"wallClockSeconds": 1200},
         "writeup": {"enabled": False}, "review": {"enabled": False},
         "llm": {"baseURL": url, "models": {"code": MODEL_ALIAS, "feedback": MODEL_ALIAS},
                 # Greedy decoding; bounded answers and generous timeouts for a CPU server with one slot.
@@ -126,7 +128,7 @@ def test_template_run_tuned_by_the_real_model(server_url: str, tmp_path: pathlib
 
 def test_template_free_draft_and_debug_by_the_real_model(server_url: str, tmp_path: pathlib.Path) -> None:
     path = tmp_path / "real-free.yaml"
-    path.write_text(yaml.safe_dump(manifest("real-free", server_url, template=False, budgets=(3, 1, 1, 1))))
+    path.write_text(yaml.safe_dump(manifest("real-free", server_url, template=False, budgets=(2, 1, 1, 1))))
     done, wall = run_cli(path, tmp_path / "runs")
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     summary, journal, calls = check_records(tmp_path / "runs" / "real-free")
