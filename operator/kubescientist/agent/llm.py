@@ -34,6 +34,8 @@ log = logging.getLogger("kubescientist.agent.llm")
 
 T = TypeVar("T")
 Message = dict[str, Any]
+MAX_REASON_CHARS = 300
+"""How much of a server's refusal is kept in a call's record."""
 CHARS_PER_TOKEN = 4
 """For estimating tokens when a server reports no usage (a rough, common rule of thumb)."""
 
@@ -145,7 +147,8 @@ class LLMClient:
             try:
                 return await self._request(role, model, messages, call, _response_format(mode, schema))
             except _Refused as exc:
-                reason = _status_text(exc.error)
+                # One line, bounded: some servers send a multi-line validation dump with a traceback.
+                reason = " ".join(_status_text(exc.error).split())[:MAX_REASON_CHARS]
                 if len(modes) == 1:
                     raise LLMUnavailable(f"{call.prompt}@{call.version}: the server refused the request: "
                                          f"{reason}") from None
