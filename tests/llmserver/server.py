@@ -119,11 +119,16 @@ Responder = Callable[[Call], str]
 
 class ScriptedLLMServer:
     def __init__(self, responders: Mapping[str, Responder] | None = None, *, json_schema: bool = True,
-                 api_key: str | None = None) -> None:
+                 json_object: bool = True, api_key: str | None = None, refusal: tuple[int, str] = (
+                     400, "response_format of type json_schema is not supported by this server")) -> None:
         from tests.llmserver.scenarios import DEFAULT_RESPONDERS
 
         self.responders: dict[str, Responder] = {**DEFAULT_RESPONDERS, **(responders or {})}
         self.json_schema = json_schema
+        self.json_object = json_object
+        self.refusal = refusal
+        """The status and message a server without ``json_schema`` answers it with (llama.cpp's server:
+        500, "Input should be 'text' or 'json_object'")."""
         self.api_key = api_key
         self.requests: list[Recorded] = []
         self._script: dict[str, deque[Reply]] = defaultdict(deque)
@@ -228,9 +233,10 @@ class ScriptedLLMServer:
         if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             record.outcome = "401"
             return _error(401, "invalid api key", "invalid_api_key", {})
-        if not self.json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
-            record.outcome = "400"
-            return _error(400, "response_format of type json_schema is not supported by this server", None, {})
+        requested = (body.get("response_format") or {}).get("type")
+        if (requested == "json_schema" and not self.json_schema) or (requested == "json_object" and not self.json_object):
+            record.outcome = str(self.refusal[0])
+            return _error(self.refusal[0], self.refusal[1], None, {})
         if reply.delay:
             record.outcome = "timeout"  # unless the client is still there when the delay ends
             await asyncio.sleep(reply.delay)

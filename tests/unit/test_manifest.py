@@ -32,6 +32,10 @@ def test_quickstart_loads_with_defaults_applied():
     # Fields the manifest leaves out come from the CRD's defaults.
     assert run.spec.search.max_debug_depth == valid["spec"]["search"]["maxDebugDepth"] == 3
     assert valid["spec"]["writeup"]["enabled"] is True
+    with_llm = quickstart()
+    with_llm["spec"]["llm"] = {"baseURL": "http://127.0.0.1:8080/v1"}
+    llm = validate_object("ResearchRun", with_llm)["spec"]["llm"]
+    assert (llm["timeoutSeconds"], llm["structuredOutputs"], llm["answerAttempts"]) == (300, "auto", 3)
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -47,6 +51,11 @@ def test_quickstart_loads_with_defaults_applied():
     (lambda o: o["spec"]["resources"].update(memory="0"), "spec.resources.memory"),
     (lambda o: o.update(apiVersion="v1"), "apiVersion: must be kubescientist.io/v1alpha1"),
     (lambda o: o["metadata"].update(name="Not_A_Name"), "metadata.name"),
+    (lambda o: o["spec"].update(llm={"answerAttempts": 0}), "spec.llm.answerAttempts: must be >= 1"),
+    (lambda o: o["spec"].update(llm={"temperature": 2.5}), "spec.llm.temperature: must be <= 2"),
+    (lambda o: o["spec"].update(llm={"timeoutSeconds": 0}), "spec.llm.timeoutSeconds: must be >= 1"),
+    (lambda o: o["spec"].update(llm={"maxOutputTokens": 8}), "spec.llm.maxOutputTokens: must be >= 16"),
+    (lambda o: o["spec"].update(llm={"structuredOutputs": "xml"}), "spec.llm.structuredOutputs: must be one of"),
 ])
 def test_bad_manifests_name_the_field(mutate, expected):
     assert expected in error_of(mutate)

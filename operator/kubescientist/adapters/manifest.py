@@ -27,7 +27,7 @@ import jsonschema
 import yaml
 
 from kubescientist.core.quantity import parse_quantity
-from kubescientist.core.spec import ResearchRun, run_spec_from_dict
+from kubescientist.core.spec import ResearchRun, SpecError, run_spec_from_dict
 
 GROUP_VERSION = "kubescientist.io/v1alpha1"
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -321,6 +321,8 @@ def load_run(path: pathlib.Path) -> tuple[ResearchRun, dict[str, Any]]:
     except ManifestError as exc:
         raise ManifestError("\n".join(f"{path}: {line}" for line in str(exc).splitlines())) from None
     meta = valid["metadata"]
-    run = ResearchRun(name=meta["name"], namespace=meta.get("namespace", "default"),
-                      spec=run_spec_from_dict(valid["spec"]))
-    return run, valid
+    try:
+        spec = run_spec_from_dict(valid["spec"])
+    except SpecError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+    return ResearchRun(name=meta["name"], namespace=meta.get("namespace", "default"), spec=spec), valid

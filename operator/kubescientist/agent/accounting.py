@@ -11,7 +11,7 @@ import dataclasses
 import fnmatch
 import json
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from kubescientist.agent.errors import BudgetExceeded, ConfigError
 from kubescientist.agent.roles import Role
@@ -147,9 +147,14 @@ class CallRecord:
     seconds: float
     """Wall time, retries and waits included."""
     structured: str | None = None
-    """How a JSON answer was asked for: ``json_schema`` (the server enforces it), ``prompt`` or None."""
+    """How a JSON answer was asked for: ``json_schema`` (the server enforces it), ``json_object``,
+    ``prompt`` or None."""
     repaired: bool = False
     """Whether the first answer was unusable and a repair was asked for."""
+    unusable: list[str] = dataclasses.field(default_factory=list)
+    """Why each unusable answer could not be used, in order."""
+    fallbacks: list[str] = dataclasses.field(default_factory=list)
+    """Each structured mode the server refused, why, and the mode used instead."""
     retry_reasons: list[str] = dataclasses.field(default_factory=list)
     """Why each retry happened."""
     error: str | None = None
@@ -158,7 +163,8 @@ class CallRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"role": self.role, "model": self.model, "prompt": self.prompt, "version": self.version,
                 "subject": self.subject, **self.usage.to_dict(), "seconds": round(self.seconds, 3),
-                "structured": self.structured, "repaired": self.repaired, "retryReasons": self.retry_reasons,
+                "structured": self.structured, "repaired": self.repaired, "unusable": self.unusable,
+                "fallbacks": self.fallbacks, "retryReasons": self.retry_reasons,
                 "error": self.error}
 
 
@@ -175,6 +181,8 @@ class Ledger:
         self.unpriced_models: set[str] = set()
         self.calls: list[CallRecord] = []
         self.stopped: str | None = None
+        self.on_record: Callable[[CallRecord], object] | None = None
+        """Called after each call is recorded: the adapter saves the accounts there, so a crash loses none."""
 
     def check(self) -> None:
         """Raise ``BudgetExceeded`` if a cap is reached (and remember it: the stop is final)."""
@@ -206,6 +214,8 @@ class Ledger:
 
     def record(self, call: CallRecord) -> None:
         self.calls.append(call)
+        if self.on_record is not None:
+            self.on_record(call)
 
     def rename(self, old: str, new: str) -> None:
         """Move a subject's usage to another name (a plan's proposal cost to the node it became)."""

@@ -5,8 +5,11 @@ Errors are ``ParseError`` with a message written for the model: it is sent back 
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import re
+import tokenize
 from typing import Any, Mapping
 
 import jsonschema
@@ -57,6 +60,21 @@ def _json_candidates(text: str) -> list[str]:
     return out
 
 
+PYTHON_NAMES = {"true": "True", "false": "False", "null": "None"}
+"""JSON's names as Python spells them (of equal length, so token positions stay valid)."""
+
+
+def _python_literal(text: str) -> Any:
+    """``text`` read as a Python literal with JSON's names allowed, or None: small models often write
+    ``True`` or ``None`` (or single quotes) in what should be JSON, and the meaning is not in doubt."""
+    try:
+        tokens = [t._replace(string=PYTHON_NAMES.get(t.string, t.string)) if t.type == tokenize.NAME else t
+                  for t in tokenize.generate_tokens(io.StringIO(text).readline)]
+        return ast.literal_eval(tokenize.untokenize(tokens))
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, tokenize.TokenError):
+        return None
+
+
 def parse_json(text: str, schema: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON object in ``text`` that matches ``schema``; raises ``ParseError`` saying what is wrong."""
     candidates = _json_candidates(text)
@@ -67,8 +85,10 @@ def parse_json(text: str, schema: Mapping[str, Any]) -> dict[str, Any]:
         try:
             data = json.loads(candidate)
         except ValueError as exc:
-            first_error = first_error or ParseError(f"the JSON is malformed: {exc}")
-            continue
+            data = _python_literal(candidate)
+            if data is None:
+                first_error = first_error or ParseError(f"the JSON is malformed: {exc}")
+                continue
         if not isinstance(data, dict):
             first_error = first_error or ParseError(f"expected a JSON object, got {type(data).__name__}")
             continue

@@ -11,7 +11,7 @@ from typing import Any, Literal, Mapping
 from kubescientist.agent.accounting import Caps, PriceTable
 from kubescientist.agent.errors import ConfigError
 from kubescientist.agent.roles import ROLES, Role
-from kubescientist.core.spec import LLMSettings
+from kubescientist.core.spec import LLMSettings, StructuredMode
 
 KEY_ENV = ("KUBESCIENTIST_LLM_API_KEY", "OPENAI_API_KEY")
 """Environment variables an API key is read from, first found wins."""
@@ -25,7 +25,10 @@ NO_KEY = "EMPTY"
 """Sent to a self-hosted endpoint when no key is configured: vLLM and Ollama accept any key, the client
 insists on one."""
 
-StructuredMode = Literal["auto", "json_schema", "prompt"]
+STRUCTURED_CHAIN: tuple[StructuredMode, ...] = ("json_schema", "json_object", "prompt")
+"""The ways of asking for JSON, strictest first: ``auto`` walks down this chain when a server refuses one."""
+DEFAULT_ANSWER_ATTEMPTS = 3
+"""Answers asked for per call (the first and its repairs) before the call counts as unusable."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +70,13 @@ class LLMConfig:
     retry: RetryPolicy = RetryPolicy()
     """Backoff on 429, 5xx, timeouts and dropped connections."""
     structured_outputs: StructuredMode = "auto"
-    """``json_schema`` asks the server to enforce a schema; ``prompt`` asks in words for JSON in a fenced
-    block; ``auto`` tries the first and falls back to the second for a server that refuses it."""
+    """``json_schema`` asks the server to enforce a schema; ``json_object`` asks for a JSON object (with the
+    schema, which grammar-constrained servers such as llama.cpp enforce) and states the schema in the prompt;
+    ``prompt`` asks in words for JSON in a fenced block; ``auto`` starts with ``json_schema`` and moves down
+    that chain for a server that refuses a mode. A named mode is used alone: its refusal fails the call."""
+    answer_attempts: int = DEFAULT_ANSWER_ATTEMPTS
+    """Answers asked for per call: an unusable one (no program, malformed JSON) is sent back for repair
+    until this many were tried."""
     max_output_tokens: int | None = None
     """The completion-length limit sent with each request; None sends none."""
     output_limit_param: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
@@ -124,7 +132,14 @@ def from_settings(settings: LLMSettings, env: Mapping[str, str] | None = None, *
     if prices is None:
         prices = PriceTable.from_file(pathlib.Path(env[PRICES_ENV])) if env.get(PRICES_ENV) else PriceTable()
     models: dict[Role, str] = {role: settings.models[role] for role in ROLES if settings.models.get(role)}
+    knobs: dict[str, Any] = {"structured_outputs": settings.structured_outputs,
+                             "answer_attempts": settings.answer_attempts,
+                             "max_output_tokens": settings.max_output_tokens}
+    if settings.timeout_seconds is not None:
+        knobs["timeout_seconds"] = float(settings.timeout_seconds)
+    if settings.temperature is not None:
+        knobs["temperature"] = {role: settings.temperature for role in ROLES}
     config = LLMConfig(api_key=key, base_url=settings.base_url, models=models,
                        default_model=env.get(MODEL_ENV) or None, prices=prices,
-                       caps=Caps(max_tokens=settings.max_tokens, max_usd=settings.max_cost_usd))
+                       caps=Caps(max_tokens=settings.max_tokens, max_usd=settings.max_cost_usd), **knobs)
     return dataclasses.replace(config, **overrides)

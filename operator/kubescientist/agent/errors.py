@@ -24,7 +24,7 @@ class LLMUnavailable(AgentError):
 
 
 class AnswerError(AgentError):
-    """The model's answer could not be used, even after one repair attempt."""
+    """The model's answer could not be used in any of the attempts allowed (``answer_attempts``)."""
 
     def __init__(self, message: str, answers: tuple[str, ...] = ()) -> None:
         super().__init__(message)

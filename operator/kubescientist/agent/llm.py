@@ -23,16 +23,19 @@ import openai
 
 from kubescientist.agent.accounting import CallRecord, Ledger, Usage
 from kubescientist.agent.answers import ParseError, Schema, parse_json
-from kubescientist.agent.config import LLMConfig
+from kubescientist.agent.config import STRUCTURED_CHAIN, LLMConfig
 from kubescientist.agent.errors import AnswerError, LLMUnavailable
 from kubescientist.agent.prompts import PromptLibrary, RenderedPrompt
 from kubescientist.agent.retryafter import retry_after_seconds
 from kubescientist.agent.roles import Role
+from kubescientist.core.spec import StructuredMode
 
 log = logging.getLogger("kubescientist.agent.llm")
 
 T = TypeVar("T")
 Message = dict[str, Any]
+MAX_REASON_CHARS = 300
+"""How much of a server's refusal is kept in a call's record."""
 CHARS_PER_TOKEN = 4
 """For estimating tokens when a server reports no usage (a rough, common rule of thumb)."""
 
@@ -72,7 +75,8 @@ class LLMClient:
         self.prompts = prompts or PromptLibrary()
         self._rng = rng or random.Random()
         self._sleep = sleep
-        self._schema_support: dict[str, bool] = {}
+        self._schema_support: dict[str, StructuredMode] = {}
+        """Per model, the strictest structured mode its server has not refused."""
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self.openai = openai.AsyncOpenAI(
             api_key=config.api_key, base_url=config.base_url, max_retries=0,
@@ -116,12 +120,43 @@ class LLMClient:
 
     # -- internals -------------------------------------------------------------------------------------
 
-    def _use_schema(self, model: str) -> bool:
+    def _modes(self, model: str) -> tuple[StructuredMode, ...]:
+        """The structured-output modes to try, in order: a named mode alone, else the chain from the
+        strictest one this model's server has not refused yet."""
         mode = self.config.structured_outputs
-        return mode == "json_schema" or (mode == "auto" and self._schema_support.get(model, True))
+        if mode != "auto":
+            return (mode,)
+        start = self._schema_support.get(model, STRUCTURED_CHAIN[0])
+        return STRUCTURED_CHAIN[STRUCTURED_CHAIN.index(start):]
 
     def _json_instruction(self, schema: Schema) -> str:
         return self.prompts.fragment("_json_answer", schema=schema.schema, name=schema.name)
+
+    async def _structured_request(self, role: Role, model: str, messages: list[Message], call: CallRecord,
+                                  schema: Schema | None, modes: list[StructuredMode],
+                                  user: Callable[[StructuredMode], Message]) -> Completion:
+        """One request in the first mode the server accepts; ``modes`` is trimmed to what worked, so the
+        repairs of this call ask the same way. A refused mode moves to the next; the last one's refusal
+        fails the call."""
+        if schema is None:
+            return await self._request(role, model, messages, call, None)
+        while True:
+            mode = modes[0]
+            call.structured = mode
+            messages[-1] = user(mode)
+            try:
+                return await self._request(role, model, messages, call, _response_format(mode, schema))
+            except _Refused as exc:
+                # One line, bounded: some servers send a multi-line validation dump with a traceback.
+                reason = " ".join(_status_text(exc.error).split())[:MAX_REASON_CHARS]
+                if len(modes) == 1:
+                    raise LLMUnavailable(f"{call.prompt}@{call.version}: the server refused the request: "
+                                         f"{reason}") from None
+                modes.pop(0)
+                call.fallbacks.append(f"{mode} refused ({reason}); using {modes[0]}")
+                log.info("model %s: structured mode %s refused (%s); using %s", model, mode, reason, modes[0])
+                if exc.names_format:
+                    self._schema_support[model] = modes[0]  # the server said so: later calls skip the mode
 
     async def _ask(self, role: Role, prompt: RenderedPrompt, parse: Callable[[str], T], *, subject: str,
                    history: Sequence[Message], images: Sequence[Image], schema: Schema | None,
@@ -130,47 +165,49 @@ class LLMClient:
         call = CallRecord(role=role, model=model, prompt=prompt.name, version=prompt.version, subject=subject,
                           usage=Usage(), seconds=0.0)
         started = time.monotonic()
+        modes = list(self._modes(model))
+
+        def first_user(mode: StructuredMode) -> Message:
+            # Only a server enforcing the schema needs no words about it; json_object enforces it on some
+            # servers (llama.cpp) and merely asks for JSON on others (OpenAI).
+            text = prompt.user if schema is None or mode == "json_schema" else \
+                prompt.user + "\n\n" + self._json_instruction(schema)
+            return _user_message(text, images)
+
         try:
-            use_schema = schema is not None and self._use_schema(model)
-            user = prompt.user
-            if schema is not None and not use_schema:
-                user += "\n\n" + self._json_instruction(schema)
-            call.structured = None if schema is None else ("json_schema" if use_schema else "prompt")
-            messages: list[Message] = [{"role": "system", "content": prompt.system}, *history,
-                                       _user_message(user, images)]
-            try:
-                completion = await self._request(role, model, messages, call,
-                                                 schema if use_schema else None)
-            except _REFUSED as exc:
-                if not use_schema or self.config.structured_outputs == "json_schema":
-                    raise LLMUnavailable(f"{prompt.ref}: the server refused the request: {_status_text(exc)}") \
-                        from None
-                assert schema is not None
-                # A server without schema support says so with a 400; ask in words from now on.
-                log.info("model %s: structured outputs refused (%s); asking for JSON in a fenced block instead",
-                         model, _status_text(exc))
-                self._schema_support[model] = False
-                call.structured = "prompt"
-                messages[-1] = _user_message(prompt.user + "\n\n" + self._json_instruction(schema), images)
-                completion = await self._request(role, model, messages, call, None)
-            if schema is not None and use_schema:
-                self._schema_support.setdefault(model, True)
-            try:
-                return parse(completion.text)
-            except ParseError as first:
-                call.repaired = True
-                log.warning("%s (%s, subject %s): unusable answer (%s); asking once for a repair",
-                            prompt.ref, model, subject, first)
-                reminder = self._json_instruction(schema) if schema is not None else answer_format
-                repair = self.prompts.render("repair", action=prompt.name, error=str(first), reminder=reminder,
-                                             cut_off=completion.finish_reason == "length")
-                messages += [{"role": "assistant", "content": completion.text}, _user_message(repair.user, ())]
-                second = await self._request(role, model, messages, call, None)
+            base: list[Message] = [{"role": "system", "content": prompt.system}, *history, first_user(modes[0])]
+            messages = list(base)
+            completion = await self._structured_request(role, model, messages, call, schema, modes, first_user)
+            base[-1] = messages[-1]
+            attempts = max(1, self.config.answer_attempts)
+            answers: list[str] = []
+            for attempt in range(1, attempts + 1):
                 try:
-                    return parse(second.text)
+                    return parse(completion.text)
                 except ParseError as exc:
-                    raise AnswerError(f"{prompt.ref}: unusable answer after one repair attempt: {exc} "
-                                      f"(first answer: {first})", (completion.text, second.text)) from None
+                    answers.append(completion.text)
+                    call.unusable.append(str(exc))
+                    if attempt == attempts:
+                        log.warning("%s (%s, subject %s): unusable answer %d of %d (%s); giving up; the answer "
+                                    "began: %r", prompt.ref, model, subject, attempt, attempts, exc,
+                                    completion.text[:400])
+                        raise AnswerError(f"{prompt.ref}: unusable answer after {attempts} attempt"
+                                          f"{'s' if attempts > 1 else ''}: {exc} (first: {call.unusable[0]})",
+                                          tuple(answers)) from None
+                    call.repaired = True
+                    log.warning("%s (%s, subject %s): unusable answer %d of %d (%s); asking for a repair; "
+                                "the answer began: %r", prompt.ref, model, subject, attempt, attempts, exc,
+                                completion.text[:400])
+                    reminder = self._json_instruction(schema) if schema is not None else answer_format
+                    repair = self.prompts.render("repair", action=prompt.name, error=str(exc), reminder=reminder,
+                                                 cut_off=completion.finish_reason == "length")
+                    # Only the latest answer goes back: a small model's context is not filled with each
+                    # failed try, and the repair sees exactly what it is to fix.
+                    repair_message = _user_message(repair.user, ())
+                    messages = [*base, {"role": "assistant", "content": completion.text}, repair_message]
+                    completion = await self._structured_request(role, model, messages, call, schema, modes,
+                                                                lambda _mode: repair_message)
+            raise AssertionError("unreachable")
         except BaseException as exc:
             call.error = f"{type(exc).__name__}: {exc}"
             raise
@@ -179,13 +216,13 @@ class LLMClient:
             self.ledger.record(call)
 
     async def _request(self, role: Role, model: str, messages: list[Message], call: CallRecord,
-                       schema: Schema | None) -> Completion:
-        """One request, retried on transient failures; charges what the answer used."""
+                       response_format: dict[str, Any] | None) -> Completion:
+        """One request, retried on transient failures; charges what the answer used. A request carrying
+        ``response_format`` that the server rejects raises ``_Refused`` at once: the caller asks another way."""
         policy = self.config.retry
         extra: dict[str, Any] = {}
-        if schema is not None:
-            extra["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": schema.name, "schema": schema.schema, "strict": True}}
+        if response_format is not None:
+            extra["response_format"] = response_format
         if self.config.max_output_tokens is not None:
             extra[self.config.output_limit_param] = self.config.max_output_tokens
         if role in self.config.temperature:
@@ -202,10 +239,12 @@ class LLMClient:
                 if not response.choices:
                     raise _EmptyAnswer()
             except (openai.APIError, _EmptyAnswer) as exc:
+                if response_format is not None and isinstance(exc, openai.APIStatusError):
+                    refused = _refusal(exc)
+                    if refused is not None:
+                        raise refused from None
                 transient = _transient(exc, self.config.timeout_seconds)
                 if transient is None:
-                    if isinstance(exc, _REFUSED):
-                        raise  # the caller may retry without response_format
                     raise LLMUnavailable(f"{call.prompt}@{call.version} ({model}): {_status_text(exc)}") from None
                 reason, retry_after = transient
                 if attempt >= policy.attempts:
@@ -236,8 +275,42 @@ class LLMClient:
             return Completion(text=text, model=response.model or model, finish_reason=choice.finish_reason)
 
 
-_REFUSED = (openai.BadRequestError, openai.UnprocessableEntityError)
-"""How a server refuses a request it cannot serve (such as a response_format it does not know)."""
+FORMAT_WORDS = ("response_format", "json_schema", "json_object", "'text'")
+"""Words of an error that blames the requested answer format (llama.cpp's server answers HTTP 500
+"Input should be 'text' or 'json_object'" to json_schema)."""
+
+
+class _Refused(Exception):
+    """The server rejected a request that carried a ``response_format``."""
+
+    def __init__(self, error: openai.APIStatusError, names_format: bool) -> None:
+        super().__init__(_status_text(error))
+        self.error = error
+        self.names_format = names_format
+        """Whether the server blamed the format, so that later calls skip it (a 400 or 422 that does not
+        say may be about something else: only this call moves on)."""
+
+
+def _refusal(exc: openai.APIStatusError) -> _Refused | None:
+    """Whether an error answer to a request with a ``response_format`` refuses that format: 400 and 422 do,
+    so does any other 4xx/5xx whose message names the format. Rate limits, timeouts and conflicts do not
+    (they are retried as transient: another format would fail the same way)."""
+    status = exc.status_code
+    if status in (408, 409, 429) or status < 400:
+        return None
+    text = _status_text(exc).lower()
+    names = any(word in text for word in FORMAT_WORDS)
+    if status in (400, 422) or names:
+        return _Refused(exc, names)
+    return None  # a 5xx that names nothing is the server's trouble, retried as transient
+
+
+def _response_format(mode: StructuredMode, schema: Schema) -> dict[str, Any] | None:
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": schema.name, "schema": schema.schema, "strict": True}}
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema.schema}
+    return None
 
 
 class _EmptyAnswer(Exception):

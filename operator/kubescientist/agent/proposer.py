@@ -7,13 +7,15 @@ metric as fallback), whether a stage is complete, and a node's plots (images sen
 
 Node outputs come in from the adapter (``OutputSource``, ``NodeOutput``): the agent reads no run folder.
 A failure of the endpoint (``LLMUnavailable``) or a reached cap (``BudgetExceeded``) propagates, so the
-adapter can stop the run with the reason; an unusable answer (after one repair) makes ``propose`` return
-None with the reason recorded in the journal, like a proposer with nothing new.
+adapter can stop the run with the reason. An unusable answer is sent back for repair, up to
+``spec.llm.answerAttempts`` answers per proposal; only when all of them are unusable does ``propose`` return
+None, with the reason recorded in the journal, like a proposer with nothing new.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 from typing import Any, Mapping, Sequence
@@ -32,6 +34,8 @@ log = logging.getLogger("kubescientist.agent.proposer")
 
 CODE_ACTIONS = ("draft", "debug", "improve", "tune", "variant", "ablate")
 PARAMS_ONLY_ACTIONS = ("tune", "variant", "ablate")
+MUST_ANSWER_ACTIONS = ("draft", "debug")
+"""Actions whose answer must be a program: nothing else moves the search on."""
 """Actions whose answer may change only config params and keep the parent's program."""
 MAX_IMAGES = 10
 """Plots sent to the vision model per node (the first ones, by name)."""
@@ -152,22 +156,40 @@ def plan_subject(plan: Plan) -> str:
     return f"plan:{plan.stage}:{plan.action}:{plan.parent or '-'}:{plan.rng_seed}"
 
 
-def parse_code_answer(text: str, *, allow_params_only: bool) -> CodeAnswer:
-    """The header (JSON) and program (```python) of a code-writing answer."""
+def parse_code_answer(text: str, *, allow_params_only: bool, keep_template: bool = False) -> CodeAnswer:
+    """The header (JSON) and program (```python) of a code-writing answer. ``keep_template``: a header
+    without a program means the template's own program (a first draft in template mode)."""
+    header_error: ParseError | None = None
     try:
         header: Mapping[str, Any] = parse_json(text, CODE_HEADER.schema)
-    except ParseError:
+    except ParseError as exc:
         # The program is what matters; a missing or malformed header costs only the summary.
         header = {"summary": "", "name": None, "params": None, "exhausted": False}
+        header_error = exc
+        keep_template = False  # prose without a header is not a decision to keep the template
     if header["exhausted"]:
         return CodeAnswer(str(header["summary"]), None, None, True, None)
     try:
         code: str | None = extract_code(text)
-    except ParseError:
-        if not (allow_params_only and header["params"]):
-            raise
-        code = None
+    except ParseError as exc:
+        if (allow_params_only and header["params"]) or keep_template:
+            code = None
+        elif header_error is not None and (allow_params_only or "```json" in text) and "```python" not in text:
+            # A params-only answer with a broken header: the header is what to fix.
+            raise ParseError(f"the ```json header is unusable ({header_error}), and there is no ```python block: "
+                             "fix the JSON, or send the complete program") from None
+        else:
+            raise exc
     return CodeAnswer(str(header["summary"]), header["name"], header["params"], False, code)
+
+
+MISSING_MODULE = re.compile(r"(?:ModuleNotFoundError|ImportError): No module named '([\w.]+)'")
+
+
+def missing_module(text: str) -> str | None:
+    """The top-level module a failed program could not import (small models import what is not there)."""
+    found = MISSING_MODULE.findall(text)
+    return found[-1].split(".")[0] if found else None
 
 
 def _slug(text: str) -> str:
@@ -193,20 +215,31 @@ class LLMProposer:
             raise ValueError(f"{plan.action} needs a parent")
         prompt = self._code_prompt(plan, journal, parent)
         allow_params_only = plan.action in PARAMS_ONLY_ACTIONS
+        # With a template, a first draft may keep its program (params only): the template is a working
+        # implementation, and a small model cannot always copy it whole.
+        keep_template = plan.action == "draft" and self.ctx.template is not None
         seen = {n.config.key(): n.id for n in journal.nodes.values() if n.action != "seed"}
 
         def parse(text: str) -> tuple[CodeAnswer, NodeConfig | None]:
-            answer = parse_code_answer(text, allow_params_only=allow_params_only)
+            answer = parse_code_answer(text, allow_params_only=allow_params_only, keep_template=keep_template)
+            if answer.exhausted and plan.action in MUST_ANSWER_ACTIONS:
+                # A small model says "exhausted" to get out of a hard task; a draft or a fix has no
+                # alternative but a program, so the answer is unusable (retried), not the end of the stage.
+                raise ParseError(f"a {plan.action} cannot be exhausted: send a complete program in one ```python "
+                                 'block, with "exhausted": false')
             if answer.exhausted:
                 return answer, None
             config = self._config(plan, parent, answer)
             twin = seen.get(config.key())
             if twin is not None:
-                raise ParseError(f"this repeats node {twin} exactly (same program and params): propose "
-                                 "something different")
+                # The values are named: a small model told only "different" tends to send the same again.
+                raise ParseError(f"this repeats node {twin} exactly (same program and params "
+                                 f"{json.dumps(dict(config.params), sort_keys=True, default=str)}): propose "
+                                 "something different, such as other values for these params")
             return answer, config
 
-        reminder = self.client.prompts.fragment("_code_answer", allow_params_only=allow_params_only)
+        reminder = self.client.prompts.fragment("_code_answer", allow_params_only=allow_params_only,
+                                                keep_template=keep_template)
         try:
             answer, config = await self.client.ask("code", prompt, parse, subject=plan_subject(plan),
                                                    answer_format=reminder)
@@ -258,9 +291,11 @@ class LLMProposer:
     def _parent_view(self, node: Node) -> dict[str, Any]:
         output = self._output(node.id)
         feedback = (node.outcome.details.plot_feedback if node.outcome else None) or {}
+        reason = (node.outcome.reason if node.outcome else None) or ""
         return {"id": node.id, "code": self._code_of(node), "params": node.config.params,
-                "error": (node.outcome.reason if node.outcome else None) or "",
+                "error": reason,
                 "stdout": output.stdout, "stderr": output.stderr, "line": node_line(node, self.ctx.objective),
+                "missing_module": missing_module(f"{output.stderr}\n{reason}"),
                 "feedback": feedback.get("summary", "") if isinstance(feedback, Mapping) else ""}
 
     def _code_prompt(self, plan: Plan, journal: Journal, parent: Node | None) -> RenderedPrompt:
@@ -269,6 +304,7 @@ class LLMProposer:
             "ctx": ctx, "idea": ctx.idea, "objective": objective, "stage": plan.stage,
             "goal": ctx.stage_goals.get(plan.stage, ""), "plan_reason": plan.reason,
             "allow_params_only": plan.action in PARAMS_ONLY_ACTIONS,
+            "keep_template": plan.action == "draft" and ctx.template is not None,
             "memory": stage_memory(journal, plan.stage, objective),
         }
         if parent is None:

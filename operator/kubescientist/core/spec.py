@@ -12,6 +12,12 @@ from typing import Any, Literal, Mapping
 StageName = Literal["initial", "tuning", "research", "ablation"]
 STAGE_NAMES: tuple[StageName, ...] = ("initial", "tuning", "research", "ablation")
 Direction = Literal["maximize", "minimize"]
+StructuredMode = Literal["auto", "json_schema", "json_object", "prompt"]
+STRUCTURED_MODES: tuple[StructuredMode, ...] = ("auto", "json_schema", "json_object", "prompt")
+LLM_BOUNDS: Mapping[str, tuple[int, int]] = {
+    "timeoutSeconds": (1, 3600), "maxOutputTokens": (16, 1_000_000), "temperature": (0, 2),
+    "answerAttempts": (1, 10)}
+"""Inclusive bounds of spec.llm's numeric knobs (the CRD states the same)."""
 Action = Literal["draft", "debug", "improve", "tune", "variant", "ablate", "seed"]
 
 
@@ -118,6 +124,16 @@ class LLMSettings:
     """Stop new LLM work past this many tokens."""
     max_cost_usd: float | None = None
     """Stop new LLM work past this cost."""
+    timeout_seconds: float | None = None
+    """How long one request may take; None keeps the client's default."""
+    max_output_tokens: int | None = None
+    """The completion-length limit sent with each request; None sends none."""
+    temperature: float | None = None
+    """Sampling temperature for every role; None leaves the server's default."""
+    structured_outputs: StructuredMode = "auto"
+    """How JSON answers are asked for: ``auto``, ``json_schema``, ``json_object`` or ``prompt``."""
+    answer_attempts: int = 3
+    """Answers asked for per call before it counts as unusable (the first one and its repairs)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,9 +236,7 @@ def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
         seeds=int(spec.get("seeds", 3)),
         budget=Budget(wall_clock_seconds=budget.get("wallClockSeconds"),
                       max_total_nodes=budget.get("maxTotalNodes")),
-        llm=LLMSettings(base_url=llm.get("baseURL"), models=dict(llm.get("models", {})),
-                        secret_ref=_pair(llm.get("secretRef"), "name", "key"),
-                        max_tokens=llm.get("maxTokens"), max_cost_usd=llm.get("maxCostUSD")),
+        llm=llm_settings(llm),
         writeup=bool(spec.get("writeup", {}).get("enabled", True)),
         review=bool(spec.get("review", {}).get("enabled", True)),
         reviewers=int(spec.get("review", {}).get("reviewers", 3)),
@@ -232,3 +246,37 @@ def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
         approved_gates=tuple(spec.get("approvedGates", ())),
         raw=spec,
     )
+
+
+class SpecError(ValueError):
+    """A spec value is out of range; the message names the field."""
+
+
+def _number(llm: Mapping[str, Any], field: str, kind: type) -> Any:
+    value = llm.get(field)
+    if value is None:
+        return None
+    low, high = LLM_BOUNDS[field]
+    ok_type = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or
+                                                                                   float(value).is_integer())
+    if not ok_type or not low <= value <= high:
+        what = "an integer" if kind is int else "a number"
+        raise SpecError(f"spec.llm.{field}: must be {what} from {low:d} to {high:d}, got {value!r}")
+    return kind(value)
+
+
+def llm_settings(llm: Mapping[str, Any]) -> LLMSettings:
+    """``spec.llm`` as settings; raises ``SpecError`` naming the field for a value out of range (the CRD
+    checks the same, but a dict may come from elsewhere, such as a resumed run's saved manifest)."""
+    mode = llm.get("structuredOutputs", "auto")
+    if mode not in STRUCTURED_MODES:
+        raise SpecError(f"spec.llm.structuredOutputs: must be one of {', '.join(STRUCTURED_MODES)}, got {mode!r}")
+    attempts = _number(llm, "answerAttempts", int)
+    return LLMSettings(
+        base_url=llm.get("baseURL"), models=dict(llm.get("models", {})),
+        secret_ref=_pair(llm.get("secretRef"), "name", "key"),
+        max_tokens=llm.get("maxTokens"), max_cost_usd=llm.get("maxCostUSD"),
+        timeout_seconds=_number(llm, "timeoutSeconds", float),
+        max_output_tokens=_number(llm, "maxOutputTokens", int),
+        temperature=_number(llm, "temperature", float),
+        structured_outputs=mode, answer_attempts=3 if attempts is None else attempts)

@@ -52,3 +52,34 @@ def test_models_caps_prices_and_overrides(tmp_path: pathlib.Path) -> None:
         from_settings(LOCAL, {}).model_for("vision")
     with pytest.raises(ConfigError, match=r"unknown role\(s\) \['coder'\]"):
         from_settings(LLMSettings(base_url="http://x/v1", models={"coder": "m"}), {})
+
+
+def test_spec_llm_knobs_reach_the_client() -> None:
+    from kubescientist.core.spec import llm_settings
+    settings = llm_settings({"baseURL": "http://127.0.0.1:8080/v1", "models": {"code": "qwen"},
+                             "timeoutSeconds": 900, "maxOutputTokens": 1024, "temperature": 0,
+                             "structuredOutputs": "json_object", "answerAttempts": 5})
+    config = from_settings(settings, {})
+    assert config.timeout_seconds == 900.0 and config.max_output_tokens == 1024
+    assert config.temperature["code"] == 0.0 and set(config.temperature) >= {"code", "feedback", "review"}
+    assert config.structured_outputs == "json_object" and config.answer_attempts == 5
+    plain = from_settings(llm_settings({"baseURL": "http://127.0.0.1:8080/v1"}), {})
+    assert plain.timeout_seconds == 300.0 and plain.max_output_tokens is None and plain.temperature == {}
+    assert plain.structured_outputs == "auto" and plain.answer_attempts == 3
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("answerAttempts", 0, "spec.llm.answerAttempts: must be an integer from 1 to 10, got 0"),
+    ("answerAttempts", 2.5, "spec.llm.answerAttempts: must be an integer from 1 to 10, got 2.5"),
+    ("temperature", 3, "spec.llm.temperature: must be a number from 0 to 2, got 3"),
+    ("temperature", True, "spec.llm.temperature: must be a number from 0 to 2, got True"),
+    ("timeoutSeconds", "slow", "spec.llm.timeoutSeconds: must be a number from 1 to 3600, got 'slow'"),
+    ("maxOutputTokens", 4, "spec.llm.maxOutputTokens: must be an integer from 16 to 1000000, got 4"),
+    ("structuredOutputs", "xml", "spec.llm.structuredOutputs: must be one of auto, json_schema, json_object, "
+                                 "prompt, got 'xml'"),
+])
+def test_spec_llm_knobs_out_of_range_name_the_field(field: str, value: object, message: str) -> None:
+    from kubescientist.core.spec import SpecError, llm_settings
+    with pytest.raises(SpecError) as info:
+        llm_settings({"baseURL": "http://127.0.0.1:8080/v1", field: value})
+    assert str(info.value) == message

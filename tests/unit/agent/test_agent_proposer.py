@@ -52,7 +52,7 @@ def test_draft_writes_a_complete_program(server: ScriptedLLMServer) -> None:
     config = proposal.config
     assert config.code is not None and compile(config.code, "experiment.py", "exec")
     assert config.params == {} and config.seed == 0 and config.variant is None
-    assert "[prompt draft@1, model scripted-model]" in proposal.summary
+    assert "[prompt draft@2, model scripted-model]" in proposal.summary
     text = prompt_of(server)
     assert text.startswith("action: draft")
     assert "kubescientist.io/metrics/v1" in text and 'the metric "val_acc"' in text
@@ -73,6 +73,18 @@ def test_debug_sees_the_error_and_the_output_tail(server: ScriptedLLMServer) -> 
     assert "exit status 1: KeyError: 'lr'" in text and STDERR.strip() in text and "last stdout line" in text
     assert 'lr = params["lr"]' in text  # the parent's program
     assert len(text) < 30_000  # 9,000 characters of stdout were cut to their tail
+
+
+def test_debug_names_a_missing_module_and_what_is_available(server: ScriptedLLMServer) -> None:
+    journal = Journal()
+    buggy = node(journal, status="buggy", reason="exit status 1: ModuleNotFoundError: No module named "
+                 "'sklearn.linear_model'", code="import sklearn.linear_model\n")
+    propose(server, Plan("initial", "debug", buggy.id, "debug n0000", "s"), journal)
+    assert ("The module `sklearn` is not installed and cannot be: rewrite the program without it, using only the "
+            "Python standard library and numpy, torch, matplotlib.") in prompt_of(server).replace("\n", " ")
+    clean = node(journal, status="buggy", reason="exit status 1: KeyError: 'lr'", code=program("d", 0.8, buggy=True))
+    propose(server, Plan("initial", "debug", clean.id, "debug", "s"), journal)
+    assert "is not installed" not in prompt_of(server)
 
 
 def test_improve_variant_and_ablate_name_their_change(server: ScriptedLLMServer) -> None:
@@ -113,6 +125,41 @@ def test_an_answer_without_code_is_repaired(server: ScriptedLLMServer) -> None:
     assert server.requests[-1].repair
 
 
+def test_two_garbage_drafts_then_a_usable_one_give_a_program(server: ScriptedLLMServer) -> None:
+    server.script("draft", Reply(content="I am a small model and I like turtles."),
+                  Reply(content='```json\n{"summary": "oops", "name": null'))
+    journal = Journal()
+    proposal = propose(server, Plan("initial", "draft", None, "draft", "s"), journal)
+    assert proposal is not None and proposal.config.code and "import" in proposal.config.code
+    drafts = server.for_action("draft")
+    assert [r.repair for r in drafts] == [False, True, True]
+    assert not [e for e in journal.events if e.kind in ("agent", "exhausted")]
+
+
+def test_a_draft_or_debug_cannot_be_exhausted(server: ScriptedLLMServer) -> None:
+    server.script("draft", Reply(content='```json\n{"summary": "nothing to do", "name": null, "params": null, '
+                                         '"exhausted": true}\n```'))
+    proposal = propose(server, Plan("initial", "draft", None, "draft", "s"), Journal())
+    assert proposal is not None and proposal.config.code
+    assert "a draft cannot be exhausted" in prompt_of(server)
+
+
+def test_a_params_only_tune_with_python_literals_is_used(server: ScriptedLLMServer) -> None:
+    journal = Journal()
+    root = node(journal, code=program("base", 0.8))
+    server.script("tune", Reply(content='```json\n{"summary": "a larger step", "name": "lr 0.05 -> 0.2", '
+                                        '"params": {"lr": 0.2, "bias": True}, "exhausted": False}\n```'))
+    proposal = propose(server, Plan("tuning", "tune", root.id, "tune", "s"), journal)
+    assert proposal is not None and proposal.config.params["lr"] == 0.2 and proposal.config.params["bias"] is True
+    assert proposal.config.code == root.config.code and len(server.for_action("tune")) == 1
+
+
+def test_a_broken_header_without_a_program_is_named_in_the_repair(server: ScriptedLLMServer) -> None:
+    server.script("draft", Reply(content='```json\n{"summary": "x", "params": {lr: 1}}\n```'))
+    propose(server, Plan("initial", "draft", None, "draft", "s"), Journal())
+    assert "the ```json header is unusable" in prompt_of(server)
+
+
 def test_a_repeated_program_is_sent_back(server: ScriptedLLMServer) -> None:
     journal = Journal()
     same = program("same", 0.8)
@@ -129,7 +176,7 @@ def test_nothing_new_or_nothing_usable_is_none_with_the_reason(server: ScriptedL
     server.script("ablate", Reply(content='```json\n{"summary": "every component was ablated", "name": null, '
                                           '"params": null, "exhausted": true}\n```'))
     assert propose(server, Plan("ablation", "ablate", root.id, "switch off", "s"), journal) is None
-    server.script("draft", Reply(content="no code"), Reply(content="still no code"))
+    server.script("draft", *(Reply(content=text) for text in ("no code", "still no code", "none again")))
     assert propose(server, Plan("initial", "draft", None, "draft", "s"), journal) is None
     messages = [e.message for e in journal.events if e.kind == "agent"]
     assert "the model has nothing new to try (every component was ablated)" in messages[0]
@@ -153,6 +200,13 @@ def test_template_mode_starts_from_the_template(server: ScriptedLLMServer) -> No
     assert "declares these variants: variant_1 (declared)" in prompt_of(server)
     assert program_files(variant.config, template) == {"experiment.py": variant.config.code}
     assert program_files(NodeConfig(seed=0), template) == {}
+    # A first draft that only sets params keeps the template's program (a small model cannot always copy it).
+    agent = LLMProposer(LLMClient(agent.client.config), research(template=template), outputs)
+    server.script("draft", Reply(content='```json\n{"summary": "the template as it is", "name": null, '
+                                         '"params": {"lr": 0.002}, "exhausted": false}\n```'))
+    kept = run(agent, lambda a: a.propose(Plan("initial", "draft", None, "draft", "s"), Journal()))
+    assert kept is not None and kept.config.code is None and kept.config.params == {"lr": 0.002}
+    assert "the template's program is run as it is" in prompt_of(server).replace("\n", " ")
 
 
 def test_review_of_a_good_and_a_failed_run(server: ScriptedLLMServer) -> None:

@@ -126,10 +126,10 @@ def test_a_form_whose_score_contradicts_its_decision_is_repaired(server: Scripte
     assert "temperature" not in first.body  # a lone reviewer keeps the configured (here: the server's) default
 
 
-def test_a_server_without_json_schema_gets_the_form_in_words(plain_server: ScriptedLLMServer) -> None:
+def test_a_server_without_json_schema_gets_the_form_as_json_object_and_in_words(plain_server: ScriptedLLMServer) -> None:
     report = review_alone(plain_server)
     refused, asked = plain_server.requests
-    assert refused.outcome == "400" and "response_format" not in asked.body
+    assert refused.outcome == "400" and asked.body["response_format"]["type"] == "json_object"
     assert '"Ethical Concerns"' in body_text(asked.body["messages"][-1])
     assert report.review.reviewer == f"{MODEL} (critical)" and report.review.overall == 3
 

@@ -1,5 +1,5 @@
 """Structured answers: JSON schema where the server enforces it, JSON in a fenced block where it does not,
-validation, and the one repair attempt; code answers without a code block."""
+validation, and the repair attempts; code answers without a code block."""
 
 from __future__ import annotations
 
@@ -46,15 +46,51 @@ def test_json_schema_is_asked_of_a_server_that_supports_it(server: ScriptedLLMSe
     assert set(data) == {"buggy", "reason", "summary"}
 
 
-def test_falls_back_to_fenced_json_where_json_schema_is_refused(plain_server: ScriptedLLMServer) -> None:
+def test_falls_back_to_json_object_where_json_schema_is_refused(plain_server: ScriptedLLMServer) -> None:
     [first, second], llm = review(plain_server, times=2)
-    outcomes = [(r.outcome, "response_format" in r.body) for r in plain_server.requests]
+    formats = [(r.outcome, (r.body.get("response_format") or {}).get("type")) for r in plain_server.requests]
     # The first call learns the server cannot; the second goes straight to the fallback.
-    assert outcomes == [("400", True), ("200", False), ("200", False)]
-    fallback = plain_server.requests[1].body["messages"][-1]["content"]
-    assert "```json" in fallback and '"additionalProperties": false' in fallback
-    assert [c.structured for c in llm.ledger.calls] == ["prompt", "prompt"]
+    assert formats == [("400", "json_schema"), ("200", "json_object"), ("200", "json_object")]
+    fallback = plain_server.requests[1].body
+    assert fallback["response_format"]["schema"] == REVIEW.schema
+    assert "```json" in fallback["messages"][-1]["content"]  # servers that do not enforce it read it here
+    assert [c.structured for c in llm.ledger.calls] == ["json_object", "json_object"]
+    assert llm.ledger.calls[0].fallbacks == ["json_schema refused (HTTP 400: response_format of type json_schema "
+                                             "is not supported by this server); using json_object"]
+    assert llm.ledger.calls[1].fallbacks == []
     assert first == second
+
+
+def test_falls_back_to_fenced_json_where_both_formats_are_refused() -> None:
+    with ScriptedLLMServer(json_schema=False, json_object=False) as server:
+        [first, second], llm = review(server, times=2)
+    formats = [(r.outcome, (r.body.get("response_format") or {}).get("type")) for r in server.requests]
+    assert formats == [("400", "json_schema"), ("400", "json_object"), ("200", None), ("200", None)]
+    assert '"additionalProperties": false' in server.requests[2].body["messages"][-1]["content"]
+    assert [c.structured for c in llm.ledger.calls] == ["prompt", "prompt"]
+    assert len(llm.ledger.calls[0].fallbacks) == 2 and first == second
+
+
+def test_a_500_refusing_json_schema_falls_back_at_once_without_retries() -> None:
+    # llama-cpp-python's server answers json_schema with HTTP 500 and a validation message.
+    refusal = (500, "Input should be 'text' or 'json_object'")
+    with ScriptedLLMServer(json_schema=False, refusal=refusal) as server:
+        [data], llm = review(server, times=1)
+        [again], _ = review(server, times=1)
+    formats = [(r.outcome, (r.body.get("response_format") or {}).get("type")) for r in server.requests]
+    assert formats[:2] == [("500", "json_schema"), ("200", "json_object")]
+    call = llm.ledger.calls[0]
+    assert call.structured == "json_object" and call.retry_reasons == [] and call.usage.retries == 0
+    assert "json_schema refused (HTTP 500" in call.fallbacks[0] and "'json_object'" in call.fallbacks[0]
+    assert data == again and data["summary"]
+
+
+def test_a_500_naming_nothing_is_retried_in_the_same_mode(server: ScriptedLLMServer) -> None:
+    server.script("review_node", Reply(status=500, error="internal error"))
+    [_], llm = review(server)
+    formats = [(r.outcome, (r.body.get("response_format") or {}).get("type")) for r in server.requests]
+    assert formats == [("500", "json_schema"), ("200", "json_schema")]
+    assert llm.ledger.calls[0].fallbacks == [] and llm.ledger.calls[0].usage.retries == 1
 
 
 def test_server_enforcing_mode_does_not_fall_back(plain_server: ScriptedLLMServer) -> None:
@@ -87,10 +123,22 @@ def test_schema_violations_are_named_in_the_repair(server: ScriptedLLMServer) ->
     assert "at $.buggy: 'no' is not of type 'boolean'" in server.requests[1].body["messages"][-1]["content"]
 
 
-def test_a_second_unusable_answer_fails_the_call(server: ScriptedLLMServer) -> None:
+def test_unusable_answers_are_retried_up_to_the_attempt_limit(server: ScriptedLLMServer) -> None:
     server.script("review_node", Reply(content="I think it is fine."), Reply(content="Still prose."))
-    with pytest.raises(AnswerError, match="unusable answer after one repair attempt") as info:
-        review(server)
+    [data], llm = review(server)  # the default allows three answers: the third (the default responder's) is used
+    assert data["summary"] and len(server.requests) == 3
+    call = llm.ledger.calls[0]
+    assert call.repaired and call.usage.calls == 3 and len(call.unusable) == 2
+    assert all("no JSON object found" in reason for reason in call.unusable)
+    # Each repair carries only the latest unusable answer, not the whole failed history.
+    assert server.requests[2].body["messages"][-2] == {"role": "assistant", "content": "Still prose."}
+    assert len(server.requests[2].body["messages"]) == len(server.requests[1].body["messages"])
+
+
+def test_the_last_unusable_answer_fails_the_call(server: ScriptedLLMServer) -> None:
+    server.script("review_node", Reply(content="I think it is fine."), Reply(content="Still prose."))
+    with pytest.raises(AnswerError, match="unusable answer after 2 attempts") as info:
+        review(server, answer_attempts=2)
     assert info.value.answers == ("I think it is fine.", "Still prose.")
     assert len(server.requests) == 2
 
@@ -115,3 +163,13 @@ def test_extract_code_takes_the_whole_program() -> None:
         extract_code("```python\nprint(1)\n")
     with pytest.raises(ParseError, match="does not compile: .* line 1"):
         extract_code("```python\ndef f(:\n```\n")
+
+
+def test_python_literals_in_json_are_read() -> None:
+    # Small models write True/None and single quotes; the meaning is clear.
+    text = "```json\n{'buggy': True, 'reason': None, 'summary': \"it is true\"}\n```"
+    assert parse_json(text, REVIEW.schema) == {"buggy": True, "reason": None, "summary": "it is true"}
+    mixed = '{"buggy": false, "reason": null, "summary": "null stays a word: true"}'
+    assert parse_json(mixed, REVIEW.schema)["summary"] == "null stays a word: true"
+    with pytest.raises(ParseError, match="the JSON is malformed"):
+        parse_json('{"buggy": __import__("os")}', REVIEW.schema)

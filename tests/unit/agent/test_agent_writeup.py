@@ -208,10 +208,10 @@ def test_the_fixer_corrects_only_the_lines_it_showed(server: ScriptedLLMServer) 
 def test_an_unusable_fix_goes_to_the_deterministic_fixer(server: ScriptedLLMServer) -> None:
     unchanged = "```latex\n" + SOURCE + "\n```"
     dropped = "```latex\nWeight \\emph{decay}.\n```"  # loses \begin{document}
-    server.script("fix_latex", Reply(content=dropped), Reply(content=unchanged))
+    server.script("fix_latex", Reply(content=dropped), Reply(content=unchanged), Reply(content=unchanged))
     fixed, fixer = fix(server, latex_error())
-    first, repair = server.for_action("fix_latex")
-    assert repair.repair and "keep the document's structure" in user_text(repair.body)
+    first, repair, again = server.for_action("fix_latex")
+    assert repair.repair and again.repair and "keep the document's structure" in user_text(repair.body)
     assert fixed == SOURCE.replace("\\emphh", "")  # the deterministic repair
     assert fixer.name.startswith(f"deterministic (after {MODEL}: fix_latex@1: unusable answer")
     assert len(fixer.fallbacks) == 1 and "lines are unchanged" in fixer.fallbacks[0]

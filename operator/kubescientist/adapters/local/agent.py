@@ -77,10 +77,14 @@ class LocalAgent(AgentCalls):
         self.client = LLMClient(from_settings(spec.llm))
         self.ledger = self.client.ledger
         self.goal_checked = {}
+        self._earlier: list[Any] = []
+        """The calls of the run before a resume (the ledger holds their sums, not the calls)."""
         if resume and run_dir.llm_calls.exists():
             saved = read_json(run_dir.llm_calls)
             self.ledger.restore(saved.get("accounts", {}))
             self.goal_checked = {str(k): int(v) for k, v in (saved.get("goalChecked") or {}).items()}
+            self._earlier = list(saved.get("calls", []))
+        self.ledger.on_record = lambda _call: self.save()
         context = ResearchContext.from_spec(spec, resolve_idea(spec, manifest_dir), template)
         self.proposer = LLMProposer(self.client, context, self.output)
         self._loop = asyncio.Runner()
@@ -117,8 +121,9 @@ class LocalAgent(AgentCalls):
         return folder
 
     def save(self) -> None:
+        """Write the accounts and every call to ``llm.json`` (after each call, and by the runner)."""
         write_json(self.run_dir.llm_calls, {"accounts": self.ledger.to_dict(), "goalChecked": self.goal_checked,
-                                            "calls": [c.to_dict() for c in self.ledger.calls]})
+                                            "calls": self._earlier + [c.to_dict() for c in self.ledger.calls]})
 
     def accounts(self) -> Mapping[str, Any]:
         return self.ledger.to_dict()
@@ -147,6 +152,7 @@ class PaperAgent:
             self._earlier = list(saved.get("calls", []))
         self._loop = asyncio.Runner()
         self._log = _agent_log(run_dir.llm_log)
+        self.client.ledger.on_record = lambda _call: self.save()
 
     def model(self, role: Role) -> str | None:
         try:

@@ -198,10 +198,11 @@ class LocalRunner:
                 del self._running[entry.node.id]
                 outcome = self._outcome(entry, self.run_dir.node(entry.node.id))
                 self._carry_out(self.driver.step([(entry.node.id, outcome)], self.elapsed()))
-        except BaseException:
+        except BaseException as exc:
             self._stop_all()
             self._save()
             self.store.snapshot(self.engine.journal)
+            self._summary(ended_by=f"{type(exc).__name__}: {exc}".rstrip(": "))  # agrees with the journal
             raise
         finally:
             self.executors.close()
@@ -310,8 +311,11 @@ class LocalRunner:
         if self.agent is not None:
             self.agent.save()
 
-    def _summary(self) -> dict[str, Any]:
+    def _summary(self, ended_by: str | None = None) -> dict[str, Any]:
+        """Write summary.json; ``ended_by`` names what stopped the loop early (Ctrl-C, an error)."""
         summary = summarize(self.spec, self.engine.journal, self.agent.accounts() if self.agent else None)
+        if ended_by is not None:
+            summary["endedBy"] = ended_by
         nodes = self.engine.journal.nodes.values()
         summary = {
             "run": self.run.name,
