@@ -9,12 +9,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
 
-.PHONY: demo test unit lint typecheck e2e bench clean help tex prom tools sandbox-tools browser
+.PHONY: demo test unit lint typecheck e2e e2e-real images image-tools bench clean help tex prom tools sandbox-tools browser
 
 help:
 	@echo "make demo   - run examples/quickstart.yaml locally, offline (results under $(WORKDIR)/)"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make e2e    - only the e2e suite on the real test control plane"
+	@echo "make images - build the operator, node-runtime (CPU) and writeup images with podman [PUSH=reg/prefix] [CUDA=1]"
+	@echo "make e2e-real - the images on a real node (containerd + kubelet) of the test control plane"
 	@echo "make bench  - measure the node executor's overhead"
 
 $(STAMP): pyproject.toml
@@ -80,6 +82,28 @@ test: lint typecheck $(STAMP) tex prom tools sandbox-tools browser
 
 e2e: $(STAMP)
 	KUBESCIENTIST_BUILD_CLUSTER=1 $(PY) -m pytest -q -m e2e tests/e2e
+
+# Daemonless image builds and the test cluster's real node: podman/buildah/runc, mmdebstrap (a base made from
+# Debian's packages where no registry is reachable), containerd, the CNI plugins, catatonit (the pause image).
+# About 80 s to install, once.
+IMAGE_PACKAGES := podman buildah runc skopeo mmdebstrap containerd containernetworking-plugins iptables catatonit
+image-tools:
+	@for tool in podman buildah runc mmdebstrap containerd ctr catatonit iptables; do \
+	  command -v $$tool >/dev/null || missing=1; done; test -x /usr/lib/cni/bridge || missing=1; \
+	if [ -n "$$missing" ]; then \
+	  sudo=$$(test "$$(id -u)" -eq 0 || echo sudo); $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $(IMAGE_PACKAGES); \
+	fi
+
+# The three images, built with podman and cached under ~/.cache/kubescientist (images/build.py); prints sizes.
+# PUSH=registry/prefix pushes them there; CUDA=1 also builds the CUDA node runtime (several GB).
+images: image-tools
+	$(PYTHON) images/build.py --pause $(if $(PUSH),--push $(PUSH)) $(if $(CUDA),--cuda)
+
+# The images on a real node of the test cluster: containerd + runc + a kubelet run them (tests/e2e/test_real_node.py).
+# Needs root (the kubelet manages cgroups and pod networks); kept out of `make test`, see README.md.
+e2e-real: $(STAMP) images tools
+	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_E2E_REAL_NODE=1 $(PY) -m pytest -q -m e2e tests/e2e/test_real_node.py
 
 bench: $(STAMP) sandbox-tools
 	$(PY) benchmarks/executor_overhead.py

@@ -79,10 +79,25 @@ def parse(text: str) -> list[Stage]:
     return stages
 
 
+def arg_defaults(text: str) -> dict[str, str]:
+    """Every `ARG NAME=default` (global or in a stage): what a build without --build-arg uses."""
+    return {m.group(1): m.group(2).strip('"') for m in re.finditer(r"^ARG ([A-Za-z_]\w*)=(\S*)\s*$", text, re.MULTILINE)}
+
+
+def expand(value: str, defaults: dict[str, str]) -> str:
+    """value with ${NAME:+word}, ${NAME} and $NAME replaced as the shell would with the ARG defaults."""
+    value = re.sub(r"\$\{(\w+):\+([^}]*)\}", lambda m: m.group(2) if defaults.get(m.group(1)) else "", value)
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: defaults.get(m.group(1), m.group(0)), value)
+
+
 def problems(text: str) -> list[str]:
-    """Every rule a Dockerfile breaks (empty: it is fine)."""
+    """Every rule a Dockerfile breaks (empty: it is fine). A base or package given as a build argument is
+    checked at its default (`ARG BASE=python:3.12.8-slim`): the image a build without arguments makes."""
     out: list[str] = []
+    defaults = arg_defaults(text)
     stages = parse(text)
+    for stage in stages:
+        stage.base = expand(stage.base, defaults)
     if len(stages) < 2:
         out.append("not multi-stage: build in one stage, copy the result into a clean runtime stage")
     names = {s.name for s in stages if s.name}
@@ -108,8 +123,8 @@ def problems(text: str) -> list[str]:
                 if SECRET_NAME.search(key):
                     out.append(f"line {instruction.line}: {instruction.keyword} {key}: secrets never go in images")
         for run in stage.all("RUN"):
-            for command in re.split(r"&&|;", run.args):
-                words = command.split()
+            for command in re.split(r"&&|;", expand(run.args, defaults)):
+                words = [w.strip('"') for w in command.split()]
                 if len(words) >= 2 and words[0].endswith("pip") and words[1] == "install":
                     for word in words[2:]:
                         if word.startswith("-") or word.startswith("/") or word in (".",):
@@ -207,8 +222,8 @@ def test_the_node_image_carries_only_the_data_side() -> None:
     text = (IMAGES / "node-runtime/Dockerfile").read_text()
     copies = [i.args for s in parse(text) for i in s.all("COPY") if "--from" not in i.args]
     assert copies == ["experiment_runtime /opt/kubescientist/experiment_runtime"]
-    assert "nvidia/cuda:" in parse(text)[-1].base
-    assert re.search(r"torch==\d", text)
+    assert "nvidia/cuda:" in expand(parse(text)[-1].base, arg_defaults(text))
+    assert re.search(r"torch==\d", arg_defaults(text)["TORCH"])
 
 
 @pytest.mark.parametrize("path", dockerfiles(), ids=lambda p: p.parent.name)
@@ -254,6 +269,12 @@ def test_build_context_admits_only_what_is_copied(path: Path) -> None:
     ("FROM python:3.12.8 AS b\nFROM python:3.12.8\nCOPY --from=builder /a /a\nUSER 1\nENTRYPOINT [\"x\"]\n"
      "HEALTHCHECK NONE\n", "no such stage"),
     ("FROM python:3.12.8 AS b\nFROM python:3.12.8\nUSER 1\nENTRYPOINT [\"x\"]\n", "HEALTHCHECK"),
+    ("ARG BASE=python:latest\nFROM ${BASE} AS b\nFROM ${BASE}\nUSER 1\nENTRYPOINT [\"x\"]\nHEALTHCHECK NONE\n",
+     "not an exact version tag"),
+    ("ARG BASE\nFROM ${BASE} AS b\nFROM python:3.12.8\nUSER 1\nENTRYPOINT [\"x\"]\nHEALTHCHECK NONE\n",
+     "a variable base"),
+    ("FROM python:3.12.8 AS b\nARG TORCH=torch\nRUN pip install \"$TORCH\"\nFROM python:3.12.8\nUSER 1\n"
+     "ENTRYPOINT [\"x\"]\nHEALTHCHECK NONE\n", "pip install torch"),
     ("FROM python:3.12.8@sha256:abc AS b\nFROM python:3.12.8\nUSER 1\nENTRYPOINT [\"x\"]\nHEALTHCHECK NONE\n",
      "malformed digest"),
 ])

@@ -1,0 +1,164 @@
+"""The images of `make images` on a real node: containerd + runc + kubelet run them, exit codes and logs are real.
+
+Run with `make e2e-real` (KUBESCIENTIST_E2E_REAL_NODE=1); skipped otherwise, and where podman, containerd or
+the built images are missing. Every pod here tolerates the real node's taint and selects it, so nothing else
+lands on it. What the operator makes of a pod that cannot pull its image, or whose image has no node runtime,
+is checked on the pods as the real kubelet reports them (``outcomes.observe``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import realnode
+from kubescientist.adapters.kube.outcomes import observe
+
+REPO = Path(__file__).resolve().parents[2]
+VERSION = re.search(r'^appVersion:\s*"?([^"\s]+)', (REPO / "charts/kubescientist/Chart.yaml").read_text(),
+                    re.MULTILINE).group(1)  # type: ignore[union-attr]
+NODE_IMAGE = f"ghcr.io/kubescientist/node-runtime:{VERSION}-cpu"
+MISSING_IMAGE = "registry.invalid/kubescientist/node-runtime:does-not-exist"
+
+# A hostile-ish program: looks for credentials and writable places, then exits with a code of its own.
+PROBE = r"""
+import json, os, pathlib, sys
+found = {
+    "uid": os.getuid(), "gid": os.getgid(),
+    "token": pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount").exists(),
+    "secret_env": sorted(k for k in os.environ if any(w in k for w in ("SECRET", "TOKEN", "PASSWORD", "AWS_"))),
+}
+for place in ("/", "/opt/venv", "/work", "/tmp"):
+    try:
+        pathlib.Path(place, "probe").write_text("x")
+        found["writable:" + place] = True
+    except OSError as err:
+        found["writable:" + place] = err.strerror
+import numpy, matplotlib, experiment_runtime
+found["numpy"] = numpy.__version__
+print(json.dumps(found), flush=True)
+sys.exit(3)
+"""
+
+
+def pod(name: str, image: str, command: list[str], args: list[str] | None = None) -> dict[str, Any]:
+    """A Job-less pod in the restricted profile, pinned to the real node."""
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "nodeSelector": {realnode.REAL_NODE_LABEL[0]: realnode.REAL_NODE_LABEL[1]},
+            "tolerations": [realnode.REAL_NODE_TOLERATION],
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
+                "command": command, "args": args or [],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    }
+
+
+def job(name: str, image: str, command: list[str], args: list[str]) -> dict[str, Any]:
+    spec = pod(name, image, command, args)["spec"]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 120, "template": {"spec": spec}}}
+
+
+def wait_pod(cluster: Any, namespace: str, selector: list[str], done: Any, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    seen: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        seen = cluster.kubectl_json("get", *selector, "-n", namespace)
+        items = seen.get("items", [seen]) if "items" in seen else [seen]
+        if items and items[0] and done(items[0]):
+            return dict(items[0])
+        time.sleep(0.5)
+    pytest.fail(f"{selector} not done after {timeout:.0f}s: {json.dumps(seen.get('status', seen), indent=1)[:3000]}")
+
+
+def finished(p: dict[str, Any]) -> bool:
+    return p.get("status", {}).get("phase") in ("Succeeded", "Failed") and terminated(p) is not None
+
+
+def terminated(p: dict[str, Any]) -> dict[str, Any] | None:
+    statuses = p.get("status", {}).get("containerStatuses") or []
+    return statuses[0]["state"].get("terminated") if statuses else None
+
+
+@pytest.fixture(scope="module")
+def node_image(real_node: realnode.RealNode) -> str:
+    seconds = real_node.import_image(NODE_IMAGE)
+    print(f"[real node] {NODE_IMAGE} in containerd ({seconds:.1f}s to import)")
+    return NODE_IMAGE
+
+
+def test_the_node_runtime_image_runs_a_real_program_in_a_restricted_pod(cluster: Any, restricted_namespace: str,
+                                                                          node_image: str) -> None:
+    cluster.apply(pod("probe", node_image, ["python", "-c", PROBE]), namespace=restricted_namespace)
+    done = wait_pod(cluster, restricted_namespace, ["pod", "probe"], finished)
+    state = terminated(done)
+    assert state is not None and state["exitCode"] == 3 and done["status"]["phase"] == "Failed", state
+    assert done["spec"]["nodeName"] == realnode.NODE_NAME
+    logs = cluster.kubectl("logs", "probe", "-n", restricted_namespace).stdout
+    found = json.loads(logs.strip().splitlines()[-1])
+    assert found["uid"] == 65532 and found["gid"] == 65532
+    assert found["token"] is False and found["secret_env"] == []
+    assert found["writable:/"] == found["writable:/opt/venv"] == "Read-only file system"
+    assert found["writable:/tmp"] is True and found["numpy"]
+    # The message the operator reads is the log tail (FallbackToLogsOnError), from the real container.
+    assert '"uid": 65532' in state.get("message", "")
+
+
+def test_the_runtime_entrypoint_runs_in_the_image(cluster: Any, restricted_namespace: str, node_image: str) -> None:
+    """`python -m experiment_runtime` (the image's ENTRYPOINT, the operator's Job command) starts: a bad call
+    exits 2 with argparse's usage, from the real process."""
+    cluster.apply(pod("usage", node_image, ["python"], ["-m", "experiment_runtime", "no-such-command"]),
+                  namespace=restricted_namespace)
+    done = wait_pod(cluster, restricted_namespace, ["pod", "usage"], finished)
+    state = terminated(done)
+    assert state is not None and state["exitCode"] == 2, state
+    assert "usage:" in cluster.kubectl("logs", "usage", "-n", restricted_namespace).stdout
+
+
+def test_an_image_that_does_not_exist_stalls_the_node_with_the_pull_error(cluster: Any, restricted_namespace: str,
+                                                                           real_node: realnode.RealNode) -> None:
+    cluster.apply(job("nopull", MISSING_IMAGE, ["python"], ["-m", "experiment_runtime", "pod"]),
+                  namespace=restricted_namespace)
+
+    def pull_failed(p: dict[str, Any]) -> bool:
+        statuses = p.get("status", {}).get("containerStatuses") or []
+        waiting = statuses[0]["state"].get("waiting", {}) if statuses else {}
+        return waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff") and bool(waiting.get("message"))
+
+    p = wait_pod(cluster, restricted_namespace, ["pods", "-l", "job-name=nopull"], pull_failed)
+    seen = observe(cluster.kubectl_json("get", "job", "nopull", "-n", restricted_namespace), [p])
+    assert seen.state == "pending" and seen.outcome is None
+    assert seen.stalled is not None and f"cannot pull image {MISSING_IMAGE}" in seen.stalled
+    assert "registry.invalid" in seen.stalled.split(MISSING_IMAGE, 1)[1], seen.stalled  # containerd's own error
+
+
+def test_an_image_without_the_node_runtime_is_an_infrastructure_error(cluster: Any, restricted_namespace: str,
+                                                                       real_node: realnode.RealNode) -> None:
+    """The pause image has no python: the runtime cannot start the command, and the operator says the image is
+    wrong instead of blaming the node's program."""
+    cluster.apply(job("noentry", realnode.PAUSE_IMAGE, ["python"], ["-m", "experiment_runtime", "pod"]),
+                  namespace=restricted_namespace)
+    p = wait_pod(cluster, restricted_namespace, ["pods", "-l", "job-name=noentry"],
+                 lambda p: p.get("status", {}).get("phase") == "Failed" and terminated(p) is not None)
+    seen = observe(cluster.kubectl_json("get", "job", "noentry", "-n", restricted_namespace), [p])
+    assert seen.state == "finished" and seen.outcome is not None
+    assert seen.outcome.infrastructure and not seen.outcome.buggy
+    assert f"the image {realnode.PAUSE_IMAGE} cannot run `python -m experiment_runtime`" in seen.outcome.reason
