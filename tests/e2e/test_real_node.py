@@ -162,3 +162,46 @@ def test_an_image_without_the_node_runtime_is_an_infrastructure_error(cluster: A
     assert seen.state == "finished" and seen.outcome is not None
     assert seen.outcome.infrastructure and not seen.outcome.buggy
     assert f"the image {realnode.PAUSE_IMAGE} cannot run `python -m experiment_runtime`" in seen.outcome.reason
+
+
+def test_a_research_run_runs_every_node_in_a_real_pod(cluster: Any, restricted_namespace: str, node_image: str,
+                                                       kubescientist_crds: list[str], tmp_path: Path) -> None:
+    """The operator (a local process here; in its own pod in test_operator_pod.py) runs a ResearchRun whose
+    nodes are pods of the node-runtime image on the real node: code fetched by presigned URL, the native
+    template run, results uploaded, the outcome reported through the termination message."""
+    from test_operator import OperatorProcess, apply_file, get, prepare, research_run
+
+    namespace, name = restricted_namespace, "realnode"
+    prepare(cluster, namespace)
+    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log")
+    operator.env = {"KUBESCIENTIST_NODE_IMAGE": node_image, "KUBESCIENTIST_POD_LABELS": "{}"}
+    operator.start()
+    try:
+        run = research_run(name, namespace, cluster, writeup={"enabled": False}, review={"enabled": False},
+                           resources={"gpus": 0, "cpu": "500m", "memory": "512Mi", "deadlineSeconds": 120},
+                           nodeSelector={realnode.REAL_NODE_LABEL[0]: realnode.REAL_NODE_LABEL[1]},
+                           tolerations=[realnode.REAL_NODE_TOLERATION])
+        started = time.monotonic()
+        apply_file(cluster, run, tmp_path)
+        deadline = started + 400
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = get(cluster, "researchrun", namespace, name).get("status", {})
+            if status.get("phase") in ("Succeeded", "Failed"):
+                break
+            time.sleep(1)
+        assert status.get("phase") == "Succeeded", json.dumps(status, indent=1) + "\n" + operator.tail()
+        nodes = get(cluster, "experimentnodes", namespace)["items"]
+        assert {n["spec"]["stage"] for n in nodes} == {"initial", "tuning", "research", "ablation"}
+        assert "seed" in {n["spec"]["action"] for n in nodes}
+        assert all(n["status"]["phase"] == "Succeeded" for n in nodes), [n["status"] for n in nodes]
+        pods = get(cluster, "pods", namespace, selector="kubescientist.io/role=node")["items"]
+        assert len(pods) == len(nodes) and {p["spec"]["nodeName"] for p in pods} == {realnode.NODE_NAME}
+        for p in pods:
+            state = terminated(p)
+            assert state is not None and state["exitCode"] == 0 and json.loads(state["message"])["status"] == "succeeded"
+            assert p["spec"]["containers"][0]["image"] == node_image
+        print(f"[real node] run Succeeded in {time.monotonic() - started:.1f}s with {len(nodes)} nodes in real pods")
+    finally:
+        cluster.kubectl("delete", "researchruns", "--all", "-n", namespace, "--timeout=60s", check=False, timeout=90)
+        operator.stop()
