@@ -9,6 +9,7 @@ is checked on the pods as the real kubelet reports them (``outcomes.observe``).
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -89,6 +90,18 @@ def wait_pod(cluster: Any, namespace: str, selector: list[str], done: Any, timeo
     pytest.fail(f"{selector} not done after {timeout:.0f}s: {json.dumps(seen.get('status', seen), indent=1)[:3000]}")
 
 
+def record(case: str, job_object: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+    """With KUBESCIENTIST_RECORD_DIR set (tests/unit/kube/recorded/), keep the objects the real kubelet
+    reported, for the unit tests of the outcome classification."""
+    where = os.environ.get("KUBESCIENTIST_RECORD_DIR")
+    if not where:
+        return
+    for obj in (job_object, *pods):
+        obj.get("metadata", {}).pop("managedFields", None)
+    how = "reported by a real kubelet and containerd (tests/e2e/test_real_node.py)"
+    Path(where, f"{case}.json").write_text(json.dumps({"job": job_object, "pods": pods, "how": how}, indent=1) + "\n")
+
+
 def finished(p: dict[str, Any]) -> bool:
     return p.get("status", {}).get("phase") in ("Succeeded", "Failed") and terminated(p) is not None
 
@@ -144,7 +157,9 @@ def test_an_image_that_does_not_exist_stalls_the_node_with_the_pull_error(cluste
         return waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff") and bool(waiting.get("message"))
 
     p = wait_pod(cluster, restricted_namespace, ["pods", "-l", "job-name=nopull"], pull_failed)
-    seen = observe(cluster.kubectl_json("get", "job", "nopull", "-n", restricted_namespace), [p])
+    job_object = cluster.kubectl_json("get", "job", "nopull", "-n", restricted_namespace)
+    record("image-pull-real-node", job_object, [p])
+    seen = observe(job_object, [p])
     assert seen.state == "pending" and seen.outcome is None
     assert seen.stalled is not None and f"cannot pull image {MISSING_IMAGE}" in seen.stalled
     assert "registry.invalid" in seen.stalled.split(MISSING_IMAGE, 1)[1], seen.stalled  # containerd's own error
@@ -158,7 +173,9 @@ def test_an_image_without_the_node_runtime_is_an_infrastructure_error(cluster: A
                   namespace=restricted_namespace)
     p = wait_pod(cluster, restricted_namespace, ["pods", "-l", "job-name=noentry"],
                  lambda p: p.get("status", {}).get("phase") == "Failed" and terminated(p) is not None)
-    seen = observe(cluster.kubectl_json("get", "job", "noentry", "-n", restricted_namespace), [p])
+    job_object = cluster.kubectl_json("get", "job", "noentry", "-n", restricted_namespace)
+    record("no-entrypoint-real-node", job_object, [p])
+    seen = observe(job_object, [p])
     assert seen.state == "finished" and seen.outcome is not None
     assert seen.outcome.infrastructure and not seen.outcome.buggy
     assert f"the image {realnode.PAUSE_IMAGE} cannot run `python -m experiment_runtime`" in seen.outcome.reason
