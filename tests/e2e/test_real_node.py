@@ -33,6 +33,10 @@ found = {
     "uid": os.getuid(), "gid": os.getgid(),
     "token": pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount").exists(),
     "secret_env": sorted(k for k in os.environ if any(w in k for w in ("SECRET", "TOKEN", "PASSWORD", "AWS_"))),
+    "environ": dict(os.environ),
+    # Files where credentials would be mounted (an empty /run/secrets is the build secret's mount point).
+    "secret_files": [os.path.join(d, f) for top in ("/var/run/secrets", "/run/secrets", "/root/.kube",
+                                                    "/etc/kubernetes") for d, _, fs in os.walk(top) for f in fs],
 }
 for place in ("/", "/opt/venv", "/work", "/tmp"):
     try:
@@ -128,7 +132,8 @@ def test_the_node_runtime_image_runs_a_real_program_in_a_restricted_pod(cluster:
     logs = cluster.kubectl("logs", "probe", "-n", restricted_namespace).stdout
     found = json.loads(logs.strip().splitlines()[-1])
     assert found["uid"] == 65532 and found["gid"] == 65532
-    assert found["token"] is False and found["secret_env"] == []
+    assert found["token"] is False and found["secret_env"] == [] and found["secret_files"] == []
+    assert cluster.s3.secret_key not in logs and "KUBERNETES_SERVICE_HOST" in found["environ"]
     assert found["writable:/"] == found["writable:/opt/venv"] == "Read-only file system"
     assert found["writable:/tmp"] is True and found["numpy"]
     # The message the operator reads is the log tail (FallbackToLogsOnError), from the real container.
@@ -222,3 +227,44 @@ def test_a_research_run_runs_every_node_in_a_real_pod(cluster: Any, restricted_n
     finally:
         cluster.kubectl("delete", "researchruns", "--all", "-n", namespace, "--timeout=60s", check=False, timeout=90)
         operator.stop()
+
+
+SLEEPER = r"""
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it will not stop by itself
+print("sleeping", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_program_past_its_deadline_is_killed_by_kubernetes(cluster: Any, restricted_namespace: str,
+                                                              real_node: realnode.RealNode, node_image: str) -> None:
+    """activeDeadlineSeconds ends the Job; the kubelet kills the container, which ignores SIGTERM, after its
+    grace period; the operator's classification calls it a timeout of the program."""
+    spec = job("sleeper", node_image, ["python", "-c", SLEEPER], [])
+    spec["spec"]["activeDeadlineSeconds"] = 6
+    spec["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 2
+    cluster.apply(spec, namespace=restricted_namespace)
+    running = wait_pod(cluster, restricted_namespace, ["pods", "-l", "job-name=sleeper"],
+                       lambda p: p.get("status", {}).get("phase") == "Running")
+    container_id = running["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    assert container_id in real_node.ctr("tasks", "ls", "-q").stdout
+    started = time.monotonic()
+
+    def ended() -> bool:
+        job_object = cluster.kubectl_json("get", "job", "sleeper", "-n", restricted_namespace)
+        failed = [c for c in job_object.get("status", {}).get("conditions", [])
+                  if c["type"] == "Failed" and c["status"] == "True"]
+        return bool(failed) and failed[0]["reason"] == "DeadlineExceeded" and \
+            container_id not in real_node.ctr("tasks", "ls", "-q").stdout
+
+    deadline = time.monotonic() + 60
+    while not ended():
+        assert time.monotonic() < deadline, "the Job's deadline did not end the container"
+        time.sleep(0.5)
+    waited = time.monotonic() - started
+    assert waited < 30, f"the container outlived its deadline by {waited:.0f}s"
+    job_object = cluster.kubectl_json("get", "job", "sleeper", "-n", restricted_namespace)
+    pods = cluster.kubectl_json("get", "pods", "-l", "job-name=sleeper", "-n", restricted_namespace)["items"]
+    seen = observe(job_object, pods, seen_running=True)
+    assert seen.outcome is not None and seen.outcome.buggy and seen.outcome.reason.startswith("timeout")
