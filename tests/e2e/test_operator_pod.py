@@ -16,12 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 import realnode
 from test_operator import apply_file, get, prepare, research_run, s3_client
 from test_plugin import kubectl_scientist
 from test_real_node import NODE_IMAGE, VERSION, terminated
+
+pytestmark = [pytest.mark.real_node,
+              pytest.mark.root_only("the kubelet manages cgroups, mounts and pod networks")]
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kubescientist"

@@ -20,6 +20,9 @@ import pytest
 import realnode
 from kubescientist.adapters.kube.outcomes import observe
 
+pytestmark = [pytest.mark.real_node,
+              pytest.mark.root_only("the kubelet manages cgroups, mounts and pod networks")]
+
 REPO = Path(__file__).resolve().parents[2]
 VERSION = re.search(r'^appVersion:\s*"?([^"\s]+)', (REPO / "charts/kubescientist/Chart.yaml").read_text(),
                     re.MULTILINE).group(1)  # type: ignore[union-attr]

@@ -6,6 +6,7 @@ Skipped, with the reason, where podman or the built images are missing (`make im
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import re
@@ -17,10 +18,14 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "images"))
+pytestmark = [pytest.mark.real_node, pytest.mark.root_only("podman with its storage under the cache")]
 
-import build  # noqa: E402  (images/build.py, a script)
+REPO = Path(__file__).resolve().parents[2]
+_SPEC = importlib.util.spec_from_file_location("kubescientist_image_build", REPO / "images" / "build.py")
+assert _SPEC is not None and _SPEC.loader is not None
+build = importlib.util.module_from_spec(_SPEC)  # images/build.py is a script, not a package module
+sys.modules[_SPEC.name] = build  # its dataclasses look their module up while being made
+_SPEC.loader.exec_module(build)
 
 VERSION = build.app_version()
 IMAGES = {name: f"{build.REGISTRY}/{name}:{tag}" for name, tag in
