@@ -228,8 +228,29 @@ def _write_node_credentials(node: RealNode) -> Path:
     return kubeconfig
 
 
+def _sysctls_file() -> Path:
+    return control_plane.cache_dir() / "containerd" / "sysctls-before-kubelet.json"
+
+
 def _read_sysctls() -> dict[str, str]:
-    return {key: (Path("/proc/sys") / key).read_text().strip() for key in KUBELET_SYSCTLS}
+    """The values the kubelet will change, as they were before any real node ran: kept in a file until stop()
+    restores them, so a run that crashed before restoring them leaves the originals for the next one."""
+    saved = _sysctls_file()
+    if saved.exists():
+        return dict(json.loads(saved.read_text()))
+    values = {key: (Path("/proc/sys") / key).read_text().strip() for key in KUBELET_SYSCTLS}
+    saved.write_text(json.dumps(values) + "\n")
+    return values
+
+
+def _unmount_stale_kubelet_roots() -> None:
+    """A crashed run leaves its kubelet's root dir bind-mounted onto itself (and pod volumes below it); ours are
+    recognised by the kubelet.yaml written beside them. Only called with the lock held: no other node runs."""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mount_point = Path(line.split()[1])
+        if mount_point.name == "kubelet" and (mount_point.parent / "kubelet.yaml").exists() and \
+                (mount_point.parent / "containerd.toml").exists():
+            subprocess.run(["umount", "--recursive", "--lazy", str(mount_point)], capture_output=True)
 
 
 def _restore_sysctls(values: Mapping[str, str]) -> None:
@@ -260,6 +281,7 @@ def start(cluster: control_plane.Cluster, die_with_parent: bool = True,
     if missing:
         raise NodeUnavailable("a real node needs: " + ", ".join(missing))
     lock = _take_lock()
+    _unmount_stale_kubelet_roots()
     node = RealNode(cluster=cluster, dir=cluster.run_dir / "node", state=STATE_ROOT / str(os.getpid()), lock=lock)
     node.dir.mkdir(parents=True, exist_ok=True)
     node.state.mkdir(parents=True, exist_ok=True)
@@ -359,6 +381,7 @@ def stop(node: RealNode, log: Callable[[str], None] = print, timeout: float = 60
         # volume is still mounted below it.
         subprocess.run(["umount", "--recursive", "--lazy", str(node.dir / "kubelet")], capture_output=True)
         _restore_sysctls(node.sysctls)
+        _sysctls_file().unlink(missing_ok=True)
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
         shutil.rmtree(node.state, ignore_errors=True)
         if node.lock is not None:
