@@ -106,7 +106,7 @@ images: image-tools
 e2e-real: $(STAMP) images tools
 	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_E2E_REAL_NODE=1 KUBESCIENTIST_STRICT_TESTS=1 \
 	  $(PY) -m pytest -q -m real_node tests/integration/test_built_images.py tests/e2e/test_real_node.py \
-	  tests/e2e/test_operator_pod.py
+	  tests/e2e/test_operator_pod.py tests/e2e/test_real_node_crash.py
 
 bench: $(STAMP) sandbox-tools
 	$(PY) benchmarks/executor_overhead.py

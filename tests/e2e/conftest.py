@@ -4,7 +4,7 @@
     namespace             function: a fresh namespace (its default ServiceAccount exists), deleted afterwards
     restricted_namespace  function: the same, with PodSecurity enforcing the `restricted` profile
     kubescientist_crds    session: crds/*.yaml applied and Established; the CRD names
-    real_node             session: a real kubelet + containerd node (cluster/realnode.py) with the images of
+    real_node             module: a real kubelet + containerd node (cluster/realnode.py) with the images of
                           `make images` imported; only with KUBESCIENTIST_E2E_REAL_NODE=1 (`make e2e-real`),
                           which also makes the apiserver and S3 listen where pods reach them
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
 import cluster as control_plane  # noqa: E402  (the module lives next to build.sh, not in a package)
 import realnode  # noqa: E402
 
-REAL_NODE = os.environ.get("KUBESCIENTIST_E2E_REAL_NODE") == "1"
+REAL_NODE = realnode.REAL_NODE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
@@ -117,10 +117,10 @@ def kubescientist_crds(cluster: control_plane.Cluster) -> list[str]:
     return names
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_node(cluster: control_plane.Cluster) -> Iterator[realnode.RealNode]:
-    """One real node (containerd, runc, kubelet) with the node-runtime image imported; stopped, and every
-    container removed, at the end of the session."""
+    """One real node (containerd, runc, kubelet; about 2 s to start) for a test module; stopped, and every
+    container removed, at the module's end, which frees the machine's one real node for the next module."""
     if not REAL_NODE:
         pytest.skip("real-node tests run with KUBESCIENTIST_E2E_REAL_NODE=1 (make e2e-real)")
     missing = realnode.missing_tools()

@@ -127,7 +127,10 @@ S3_BUCKET = "kubescientist"
 S3_REGION = "us-east-1"
 # Stopped wave by wave, each wave in parallel: the apiserver's clients (and the independent S3 server) first,
 # then the apiserver, then its storage.
-STOP_WAVES = (("kwok", "kube-scheduler", "kube-controller-manager", "s3"), ("kube-apiserver",), ("etcd",))
+# A real node's kubelet and containerd (realnode.py) go first when `down` finds them (its own stop() removes
+# their containers too).
+STOP_WAVES = (("kubelet",), ("containerd", "kwok", "kube-scheduler", "kube-controller-manager", "s3"),
+              ("kube-apiserver",), ("etcd",))
 COMPONENTS = tuple(name for wave in STOP_WAVES for name in wave)
 
 

@@ -44,6 +44,8 @@ from typing import Any
 import cluster as control_plane
 
 NODE_NAME = "real-0"
+REAL_NODE_ENV = os.environ.get("KUBESCIENTIST_E2E_REAL_NODE") == "1"
+"""Set by `make e2e-real`: the test cluster listens where pods reach it, and the real-node tests run."""
 REAL_NODE_LABEL = ("kubescientist.io/real-node", "true")
 REAL_NODE_TAINT = {"key": "kubescientist.io/real-node", "value": "true", "effect": "NoSchedule"}
 REAL_NODE_TOLERATION = {"key": "kubescientist.io/real-node", "operator": "Exists", "effect": "NoSchedule"}
@@ -53,7 +55,8 @@ BRIDGE = "ks-cni0"
 CONTAINERD_NS = "k8s.io"
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
 STATE_ROOT = Path("/run/kubescientist-node")
-"""Short paths: containerd's and the shims' unix sockets must fit in 108 bytes."""
+"""containerd's state and socket: a short path (unix sockets must fit in 108 bytes), and the same for every run,
+so that a containerd started after a crashed run finds that run's tasks and shims again and can remove them."""
 
 
 class NodeUnavailable(control_plane.ClusterError):
@@ -282,7 +285,7 @@ def start(cluster: control_plane.Cluster, die_with_parent: bool = True,
         raise NodeUnavailable("a real node needs: " + ", ".join(missing))
     lock = _take_lock()
     _unmount_stale_kubelet_roots()
-    node = RealNode(cluster=cluster, dir=cluster.run_dir / "node", state=STATE_ROOT / str(os.getpid()), lock=lock)
+    node = RealNode(cluster=cluster, dir=cluster.run_dir / "node", state=STATE_ROOT, lock=lock)
     node.dir.mkdir(parents=True, exist_ok=True)
     node.state.mkdir(parents=True, exist_ok=True)
     node.ip = host_ip()
