@@ -61,9 +61,8 @@ def host_only_certificates() -> list[bytes]:
 @pytest.mark.parametrize("name", ["node-runtime", "operator"])
 def test_the_build_secret_is_in_no_layer(name: str, tmp_path: Path) -> None:
     reference = need(name)
+    # Where the host added no CA (no proxy), only the secret's mount point is checked: it must stay empty.
     certificates = host_only_certificates()
-    if not certificates:
-        pytest.skip("this host added no CA to its bundle (/usr/local/share/ca-certificates)")
     archive = tmp_path / "image.tar"
     assert podman("save", "--format", "docker-archive", "-o", str(archive), reference).returncode == 0
     with tarfile.open(archive) as outer:
