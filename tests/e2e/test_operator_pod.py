@@ -2,9 +2,9 @@
 `make images` built, with the chart's ServiceAccount, RBAC and security settings, and runs a ResearchRun whose
 nodes are real pods of the node-runtime image.
 
-Run with `make e2e-real` (KUBESCIENTIST_E2E_REAL_NODE=1); skipped otherwise. There is no kube-proxy on the test
-cluster, so the operator is pointed at the apiserver's host address (KUBERNETES_SERVICE_HOST/PORT through the
-chart's operator.extraEnv, the in-cluster client's own variables); everything else is the chart's defaults.
+Run with `make e2e-real` (KUBESCIENTIST_E2E_REAL_NODE=1); skipped otherwise. The operator finds the apiserver as
+any in-cluster client does, through the `kubernetes` Service (kube-proxy on the real node routes it); the values
+only pin the operator to the real node and the node image to its CPU variant.
 The writeup and review Jobs run the writeup image there too, and `kubectl scientist paper` downloads the PDF.
 """
 
@@ -54,8 +54,6 @@ def test_helm_installed_operator_pod_runs_a_research_run_on_the_real_node(
             "watchNamespaces": [namespace], "resyncSeconds": 5,
             "nodeSelector": {realnode.REAL_NODE_LABEL[0]: realnode.REAL_NODE_LABEL[1]},
             "tolerations": [realnode.REAL_NODE_TOLERATION],
-            "extraEnv": [{"name": "KUBERNETES_SERVICE_HOST", "value": cluster.pod_network},
-                         {"name": "KUBERNETES_SERVICE_PORT", "value": str(cluster.api_port)}],
         },
         "nodes": {"image": {"tag": NODE_IMAGE.rsplit(":", 1)[1]}},
     }

@@ -83,3 +83,5 @@ def test_a_crashed_run_leaves_nothing_behind_after_the_next_node(cluster: Any, t
         realnode.stop(node)
     assert {key: (Path("/proc/sys") / key).read_text().strip() for key in realnode.KUBELET_SYSCTLS} == sysctls
     assert not realnode.STATE_ROOT.joinpath("containerd.sock").exists()
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert 'name: \\"kubescientist\\"' not in rules and "KUBE-" not in rules, rules

@@ -129,7 +129,7 @@ S3_REGION = "us-east-1"
 # then the apiserver, then its storage.
 # A real node's kubelet and containerd (realnode.py) go first when `down` finds them (its own stop() removes
 # their containers too).
-STOP_WAVES = (("kubelet",), ("containerd", "kwok", "kube-scheduler", "kube-controller-manager", "s3"),
+STOP_WAVES = (("kube-proxy", "kubelet"), ("containerd", "kwok", "kube-scheduler", "kube-controller-manager", "s3"),
               ("kube-apiserver",), ("etcd",))
 COMPONENTS = tuple(name for wave in STOP_WAVES for name in wave)
 
@@ -799,12 +799,14 @@ def up(
         spawn("kube-apiserver", [
             str(bin_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}",
             f"--bind-address={'0.0.0.0' if pod_network else '127.0.0.1'}", f"--secure-port={api_port}",
-            "--advertise-address=127.0.0.1",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}", "--authorization-mode=Node,RBAC",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--endpoint-reconciler-type=none",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # With pods on a real node, the `kubernetes` Service leads to the host address (kube-proxy routes it).
+            *([f"--advertise-address={pod_network}", "--endpoint-reconciler-type=lease"] if pod_network
+              else ["--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]),
             f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
             "--requestheader-allowed-names=front-proxy-client", "--requestheader-username-headers=X-Remote-User",
             "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-",

@@ -10,6 +10,7 @@ What it starts (all from Debian packages except the kubelet, built with the cont
   runc with cgroupfs (no systemd), `restrict_oom_score_adj` (no CAP_SYS_RESOURCE here), a pause image made
   locally (catatonit);
 - the CNI bridge and host-local plugins (/usr/lib/cni): pods get 10.245.0.x/24 behind the bridge `ks-cni0`;
+- kube-proxy in iptables mode (no IPVS in these kernels), so pods reach Services, `kubernetes` among them;
 - the kubelet, with `failCgroupV1: false` (these machines have a hybrid cgroup v1 layout), anonymous
   AlwaysAllow on its API (the apiserver reaches it for logs; it is a throw-away test node), image garbage
   collection off (it would delete the cached images), and a NoSchedule taint so that only pods that tolerate
@@ -21,7 +22,9 @@ per machine): a lock file under the cache says so clearly instead of two kubelet
 Changes to the machine (restored or removed by stop() where possible): the kubelet sets vm.overcommit_memory=1,
 kernel.panic=10 and kernel.panic_on_oops=1 (restored to the values read before start); the CNI bridge
 plugin creates the `ks-cni0` bridge (deleted), sets net.ipv4.ip_forward=1 (left, podman needs it too) and
-adds iptables NAT rules per pod (removed with each pod); the kubelet writes pod logs under /var/log/pods and
+adds iptables NAT rules per pod (removed with each pod, and swept after a crash); kube-proxy adds its KUBE-*
+chains (removed by `kube-proxy --cleanup`) and the kubelet its KUBE-FIREWALL and KUBE-KUBELET-CANARY chains
+(removed); the kubelet writes pod logs under /var/log/pods and
 keeps pod cgroups under /sys/fs/cgroup/*/kubepods (removed with the pods) and bind-mounts its root dir onto
 itself (unmounted).
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -330,6 +334,18 @@ def start(cluster: control_plane.Cluster, die_with_parent: bool = True,
 
         control_plane.wait_until(f"real node {node.name} Ready", ready, 120, run_dir, ["kubelet", "containerd"],
                                  interval=0.5)
+        # Services for the pods (the `kubernetes` Service above all: in-cluster clients use it). iptables mode:
+        # this kernel has no IPVS; conntrack limits are left alone (no CAP_SYS_RESOURCE).
+        proxy_healthz, proxy_metrics = control_plane._free_ports(2)  # noqa: SLF001
+        control_plane._spawn(run_dir, "kube-proxy", [  # noqa: SLF001
+            str(control_plane.cache_dir() / "bin" / "kube-proxy"), f"--kubeconfig={cluster.kubeconfig}",
+            "--proxy-mode=iptables", f"--cluster-cidr={POD_SUBNET}", f"--hostname-override={node.name}",
+            f"--bind-address={node.ip}", "--conntrack-max-per-core=0", f"--metrics-bind-address=127.0.0.1:{proxy_metrics}",
+            f"--healthz-bind-address=127.0.0.1:{proxy_healthz}", "--v=1",
+        ], None, die_with_parent)
+        control_plane.wait_until(
+            "kube-proxy /healthz", lambda: control_plane._http_ok(f"http://127.0.0.1:{proxy_healthz}/healthz"),  # noqa: SLF001
+            60, run_dir, ["kube-proxy"])
     except BaseException:
         log(f"[real node] start failed; stopping it (logs in {run_dir / 'logs'})")
         stop(node, log)
@@ -355,6 +371,36 @@ def _sweep(node: RealNode, log: Callable[[str], None]) -> None:
         log(f"[real node] removed {len(ids)} containers")
     for netns in Path("/run/netns").glob("cni-*") if Path("/run/netns").exists() else ():
         subprocess.run(["ip", "netns", "delete", netns.name], capture_output=True)
+    _remove_iptables_leftovers()
+
+
+KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
+"""iptables chains the kubelet makes for itself (kube-proxy --cleanup leaves them)."""
+
+
+def _remove_iptables_leftovers() -> None:
+    """Remove our CNI network's NAT rules and chains (a pod removed without its CNI DEL, as after a crash,
+    leaves them) and the kubelet's own chains. Only called with no pod of ours running."""
+    for tool in ("iptables", "ip6tables"):
+        for table in ("nat", "filter", "mangle"):
+            _remove_chains(tool, table)
+
+
+def _remove_chains(tool: str, table: str) -> None:
+    listed = subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True).stdout
+    rules = [shlex.split(line) for line in listed.splitlines() if line.startswith("-A ")]
+    chains: set[str] = set(KUBELET_CHAINS)
+    # A chain of ours whose POSTROUTING rule is already gone (deleted half-way before) is still ours.
+    chains |= {words[1] for words in rules if words[1].startswith("CNI-") and 'name: "kubescientist"' in " ".join(words)}
+    for words in rules:
+        target = words[words.index("-j") + 1] if "-j" in words else ""
+        if target in chains or (target.startswith("CNI-") and 'name: "kubescientist"' in " ".join(words)):
+            subprocess.run([tool, "-t", table, "-D", *words[1:]], capture_output=True)
+            chains.add(target)
+    for chain in chains:
+        if f"-N {chain}" in listed:
+            subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
+            subprocess.run([tool, "-t", table, "-X", chain], capture_output=True)
 
 
 def stop(node: RealNode, log: Callable[[str], None] = print, timeout: float = 60) -> None:
@@ -376,6 +422,7 @@ def stop(node: RealNode, log: Callable[[str], None] = print, timeout: float = 60
             except control_plane.ClusterError as err:
                 log(f"[real node] {err}")
     finally:
+        _stop_component(run_dir, "kube-proxy")
         _stop_component(run_dir, "kubelet")
         if node.socket.exists():
             _sweep(node, log)
@@ -386,6 +433,9 @@ def stop(node: RealNode, log: Callable[[str], None] = print, timeout: float = 60
         _restore_sysctls(node.sysctls)
         _sysctls_file().unlink(missing_ok=True)
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
+        # kube-proxy's iptables chains (KUBE-*), by its own cleanup mode.
+        subprocess.run([str(control_plane.cache_dir() / "bin" / "kube-proxy"), "--cleanup"], capture_output=True)
+        _remove_iptables_leftovers()
         shutil.rmtree(node.state, ignore_errors=True)
         if node.lock is not None:
             node.lock.close()
