@@ -30,7 +30,7 @@ kube-apiserver
   --advertise-address=127.0.0.1   otherwise it looks for an address on the default-route interface.
   --authorization-mode=Node,RBAC  as in production: the operator's ClusterRole is really exercised.
   --service-account-issuer/-key-file/-signing-key-file  required; the kcm signs SA tokens with the same key.
-  --service-cluster-ip-range      any private /24; no kube-proxy, nothing routes to it.
+  --service-cluster-ip-range      any private /24; only a real node's kube-proxy (realnode.py) routes it.
   --allow-privileged=true         charts with privileged pods are not refused outright (PodSecurity decides).
   --kubelet-preferred-address-types=InternalIP,Hostname  logs and exec reach a real node's kubelet by its IP (no
                                   DNS knows the node's name).
