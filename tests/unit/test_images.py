@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -308,3 +310,58 @@ def test_hadolint_is_clean(tmp_path: Path) -> None:
     proc = subprocess.run([hadolint, "--no-color", "--config", config, str(bad)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode != 0 and "DL3007" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _build_script() -> Any:
+    """images/build.py (a script run by `make images`), loaded as a module."""
+
+    spec = importlib.util.spec_from_file_location("kubescientist_image_build", IMAGES / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_images_builds_every_dockerfile_from_its_default_base() -> None:
+    build = _build_script()
+    version = build.app_version()
+    targets = build.targets(version, cuda=True, torch_cpu_index=None)
+    assert sorted({t.name for t in targets}) == [p.parent.name for p in dockerfiles()]
+    assert {t.reference for t in targets} >= {f"ghcr.io/kubescientist/node-runtime:{version}",
+                                              f"ghcr.io/kubescientist/node-runtime:{version}-cpu"}
+    cpu = next(t for t in targets if t.tag.endswith("-cpu"))
+    assert cpu.args == {"TORCH": ""} and cpu.base == build.CPU_BASE  # no CPU wheel index reachable: no torch
+    with_index = build.targets(version, cuda=False, torch_cpu_index=build.TORCH_CPU_INDEX)
+    assert [t.args for t in with_index if t.tag.endswith("-cpu")] == [{"TORCH_INDEX_URL": build.TORCH_CPU_INDEX}]
+    for path in dockerfiles():
+        assert build.default_base(path) == arg_defaults(path.read_text())["BASE"]
+
+
+def test_the_build_key_changes_exactly_when_the_image_could(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build = _build_script()
+    repo = tmp_path / "repo"
+    (repo / "images/node-runtime").mkdir(parents=True)
+    (repo / "experiment_runtime").mkdir()
+    (repo / "tests").mkdir()
+    dockerfile = repo / "images/node-runtime/Dockerfile"
+    dockerfile.write_text("ARG BASE=python:3.12.8-slim\nFROM ${BASE}\n")
+    dockerfile.with_name("Dockerfile.dockerignore").write_text("*\n!experiment_runtime/\n")
+    (repo / "experiment_runtime/pod.py").write_text("x = 1\n")
+    (repo / "tests/test_x.py").write_text("y = 1\n")
+    monkeypatch.setattr(build, "REPO", repo)
+    monkeypatch.setattr(build, "IMAGES", repo / "images")
+    target = build.Target("node-runtime", "0.1.0-cpu", {"TORCH": ""})
+    key = build.build_key(target, "sha256:base")
+    (repo / "tests/test_x.py").write_text("y = 2\n")
+    (repo / "experiment_runtime/__pycache__").mkdir()
+    (repo / "experiment_runtime/__pycache__/pod.cpython-311.pyc").write_bytes(b"\0")
+    assert build.build_key(target, "sha256:base") == key, "files the build does not copy must not matter"
+    (repo / "experiment_runtime/pod.py").write_text("x = 2\n")
+    changed = build.build_key(target, "sha256:base")
+    assert changed != key
+    assert build.build_key(target, "sha256:other-base") != changed
+    assert build.build_key(build.Target("node-runtime", "0.1.0-cpu", {"TORCH": "torch==2.15.0"}),
+                           "sha256:base") != changed
+    dockerfile.write_text("ARG BASE=python:3.12.8-slim\nFROM ${BASE}\nRUN true\n")
+    assert build.build_key(target, "sha256:base") != changed
