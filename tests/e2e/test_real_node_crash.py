@@ -41,7 +41,7 @@ c.apply(pod("sleeper", {NODE_IMAGE!r}, ["python", "-c", "import time; time.sleep
 c.wait_for("the sleeper running", lambda: c.kubectl_json("get", "pod", "sleeper", "-n", "crash")
            .get("status", {{}}).get("phase") == "Running", 120)
 print(json.dumps({{"containers": node.ctr("containers", "ls", "-q").stdout.split(),
-                  "mount": str(node.dir / "kubelet")}}), flush=True)
+                  "mount": str(realnode.KUBELET_ROOT)}}), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -78,9 +78,9 @@ def test_a_crashed_run_leaves_nothing_behind_after_the_next_node(cluster: Any, t
         while sleeper_pids() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not sleeper_pids(), "the crashed run's container survived the next node's start"
-        assert left["mount"] not in Path("/proc/mounts").read_text()
     finally:
         realnode.stop(node)
+    assert left["mount"] not in Path("/proc/mounts").read_text()
     assert {key: (Path("/proc/sys") / key).read_text().strip() for key in realnode.KUBELET_SYSCTLS} == sysctls
     assert not realnode.STATE_ROOT.joinpath("containerd.sock").exists()
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout

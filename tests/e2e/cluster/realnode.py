@@ -25,8 +25,8 @@ plugin creates the `ks-cni0` bridge (deleted), sets net.ipv4.ip_forward=1 (left,
 adds iptables NAT rules per pod (removed with each pod, and swept after a crash); kube-proxy adds its KUBE-*
 chains (removed by `kube-proxy --cleanup`) and the kubelet its KUBE-FIREWALL and KUBE-KUBELET-CANARY chains
 (removed); the kubelet writes pod logs under /var/log/pods and
-keeps pod cgroups under /sys/fs/cgroup/*/kubepods (removed with the pods) and bind-mounts its root dir onto
-itself (unmounted).
+keeps pod cgroups under /sys/fs/cgroup/*/kubepods (removed with the pods) and bind-mounts its root dir
+(KUBELET_ROOT) onto itself (unmounted, and the dir deleted).
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ POD_SUBNET = "10.245.0.0/24"
 BRIDGE = "ks-cni0"
 CONTAINERD_NS = "k8s.io"
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
+KUBELET_ROOT = Path("/var/lib/kubescientist-node/kubelet")
+"""The kubelet's root dir: short (the kubelet makes unix sockets below it, limited to 108 bytes, which a pytest
+tmp path can exceed) and the same for every run, so that a run after a crash finds what is left there."""
 STATE_ROOT = Path("/run/kubescientist-node")
 """containerd's state and socket: a short path (unix sockets must fit in 108 bytes), and the same for every run,
 so that a containerd started after a crashed run finds that run's tasks and shims again and can remove them."""
@@ -250,14 +253,19 @@ def _read_sysctls() -> dict[str, str]:
     return values
 
 
-def _unmount_stale_kubelet_roots() -> None:
-    """A crashed run leaves its kubelet's root dir bind-mounted onto itself (and pod volumes below it); ours are
-    recognised by the kubelet.yaml written beside them. Only called with the lock held: no other node runs."""
-    for line in Path("/proc/mounts").read_text().splitlines():
-        mount_point = Path(line.split()[1])
-        if mount_point.name == "kubelet" and (mount_point.parent / "kubelet.yaml").exists() and \
-                (mount_point.parent / "containerd.toml").exists():
-            subprocess.run(["umount", "--recursive", "--lazy", str(mount_point)], capture_output=True)
+def _unmount_below(root: Path) -> None:
+    """Unmount everything at or below root, deepest first: the kubelet bind-mounts its root dir onto itself and
+    pod volumes below it, containerd mounts each sandbox's /dev/shm under its state; a crashed run (or a sandbox
+    removed with ctr) leaves them. Only called with the lock held and the kubelet and containerd stopped."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount_point in sorted((m for m in mounts if m == str(root) or m.startswith(f"{root}/")), key=len,
+                              reverse=True):
+        subprocess.run(["umount", "--lazy", mount_point], capture_output=True)
+
+
+def _unmount_leftovers() -> None:
+    _unmount_below(KUBELET_ROOT)
+    _unmount_below(STATE_ROOT)
 
 
 def _restore_sysctls(values: Mapping[str, str]) -> None:
@@ -288,7 +296,7 @@ def start(cluster: control_plane.Cluster, die_with_parent: bool = True,
     if missing:
         raise NodeUnavailable("a real node needs: " + ", ".join(missing))
     lock = _take_lock()
-    _unmount_stale_kubelet_roots()
+    _unmount_leftovers()
     node = RealNode(cluster=cluster, dir=cluster.run_dir / "node", state=STATE_ROOT, lock=lock)
     node.dir.mkdir(parents=True, exist_ok=True)
     node.state.mkdir(parents=True, exist_ok=True)
@@ -316,7 +324,7 @@ def start(cluster: control_plane.Cluster, die_with_parent: bool = True,
         kubelet = control_plane.cache_dir() / "bin" / "kubelet"
         control_plane._spawn(run_dir, "kubelet", [  # noqa: SLF001
             str(kubelet), f"--config={kubelet_config}", f"--kubeconfig={kubeconfig}",
-            f"--hostname-override={node.name}", f"--node-ip={node.ip}", f"--root-dir={node.dir / 'kubelet'}",
+            f"--hostname-override={node.name}", f"--node-ip={node.ip}", f"--root-dir={KUBELET_ROOT}",
             f"--cert-dir={node.dir / 'pki'}", f"--node-labels={REAL_NODE_LABEL[0]}={REAL_NODE_LABEL[1]}",
             "--v=1",
         ], None, die_with_parent)
@@ -427,9 +435,9 @@ def stop(node: RealNode, log: Callable[[str], None] = print, timeout: float = 60
         if node.socket.exists():
             _sweep(node, log)
         _stop_component(run_dir, "containerd")
-        # The kubelet bind-mounts its root dir onto itself (to make it a shared mount); lazily, in case a
-        # volume is still mounted below it.
-        subprocess.run(["umount", "--recursive", "--lazy", str(node.dir / "kubelet")], capture_output=True)
+        _unmount_leftovers()
+        # Pods are gone: what the kubelet kept of them (volumes, checkpoints) is of no use to the next node.
+        shutil.rmtree(KUBELET_ROOT, ignore_errors=True)
         _restore_sysctls(node.sysctls)
         _sysctls_file().unlink(missing_ok=True)
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
