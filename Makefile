@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
 
-.PHONY: demo test unit lint typecheck e2e e2e-real images image-tools bench clean help tex prom tools sandbox-tools browser
+.PHONY: demo test unit lint typecheck e2e e2e-real images image-tools network-policy-tools bench clean help tex prom tools sandbox-tools browser
 
 help:
 	@echo "make demo   - run examples/quickstart.yaml locally, offline (results under $(WORKDIR)/)"
@@ -100,10 +100,23 @@ image-tools:
 images: image-tools
 	$(PYTHON) images/build.py --pause $(if $(PUSH),--push $(PUSH)) $(if $(CUDA),--cuda)
 
+# kube-router enforces NetworkPolicy on the real node: built from the Go module proxy once (about 11 minutes on 2
+# busy cores), cached as ~/.cache/kubescientist/bin/kube-router-<version>; ipset from Debian.
+CACHE := $(or $(KUBESCIENTIST_CACHE),$(HOME)/.cache/kubescientist)
+KUBE_ROUTER := $(shell sed -n 's/^KUBE_ROUTER=//p' tests/e2e/cluster/versions.env)
+network-policy-tools:
+	@command -v ipset >/dev/null || { \
+	  sudo=$$(test "$$(id -u)" -eq 0 || echo sudo); $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends ipset; }
+	@test -x $(CACHE)/bin/kube-router-$(KUBE_ROUTER) || { \
+	  GOPATH=$(CACHE)/gopath GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0 GOBIN=$(CACHE)/bin/.kube-router \
+	    go install -trimpath -ldflags "-s -w" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$(KUBE_ROUTER) && \
+	  mv $(CACHE)/bin/.kube-router/kube-router $(CACHE)/bin/kube-router-$(KUBE_ROUTER); }
+
 # The images on a real node of the test cluster: containerd + runc + a kubelet run them (tests/e2e/test_real_node.py).
 # Needs root (the kubelet manages cgroups and pod networks); kept out of `make test` (tests marked real_node), see
 # README.md. Strict like `make test`: a test that would skip fails instead.
-e2e-real: $(STAMP) images tools
+e2e-real: $(STAMP) images tools network-policy-tools
 	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_E2E_REAL_NODE=1 KUBESCIENTIST_STRICT_TESTS=1 \
 	  $(PY) -m pytest -q -m real_node tests/integration/test_built_images.py tests/e2e/test_real_node.py \
 	  tests/e2e/test_operator_pod.py tests/e2e/test_real_node_crash.py

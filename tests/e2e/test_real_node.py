@@ -271,3 +271,62 @@ def test_a_program_past_its_deadline_is_killed_by_kubernetes(cluster: Any, restr
     pods = cluster.kubectl_json("get", "pods", "-l", "job-name=sleeper", "-n", restricted_namespace)["items"]
     seen = observe(job_object, pods, seen_running=True)
     assert seen.outcome is not None and seen.outcome.buggy and seen.outcome.reason.startswith("timeout")
+
+
+# A node pod's view of the network: which of these it can open a TCP connection to. It retries until the
+# policy is in force (kube-router syncs a new pod's firewall a moment after the pod appears), at most 30 s.
+REACH = r"""
+import json, socket, sys, time
+targets = json.loads(sys.argv[1])
+def reach(host, port):
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return "open"
+    except OSError as err:
+        return err.strerror or str(err)
+started = time.monotonic()
+while True:
+    seen = {name: reach(*where) for name, where in targets.items()}
+    if sys.argv[2] == "free" or seen["apiserver"] != "open" or time.monotonic() - started > 30:
+        break
+    time.sleep(0.5)
+seen["seconds"] = round(time.monotonic() - started, 1)
+print(json.dumps(seen), flush=True)
+"""
+
+
+def test_the_charts_network_policy_lets_node_pods_reach_object_storage_only(
+        cluster: Any, restricted_namespace: str, node_image: str, tmp_path: Path) -> None:
+    """The chart's NetworkPolicy, enforced by kube-router on the real node: a pod labelled as the operator labels
+    node pods reaches S3 and nothing else (not the apiserver, directly or as the `kubernetes` Service, not
+    another pod such as the operator); an unlabelled pod in the same namespace reaches all of them."""
+    namespace = restricted_namespace
+    s3_port = int(cluster.s3.host.rsplit(":", 1)[1])
+    values = {"networkPolicy": {"enabled": True, "namespaces": [namespace],
+                                "objectStorage": {"cidrs": [f"{cluster.pod_network}/32"], "ports": [s3_port]}}}
+    values_path = tmp_path / "values.yaml"
+    values_path.write_text(json.dumps(values))
+    rendered = cluster.helm("template", "np", str(REPO / "charts/kubescientist"), "--namespace", namespace,
+                            "-f", str(values_path), "--show-only", "templates/networkpolicy.yaml").stdout
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=rendered)
+    # Something listening in the namespace, as the operator's metrics port would be.
+    listener = pod("listener", node_image, ["python", "-m", "http.server", "8080", "--directory", "/tmp"])
+    cluster.apply(listener, namespace=namespace)
+    ip = wait_pod(cluster, namespace, ["pod", "listener"],
+                  lambda p: p.get("status", {}).get("phase") == "Running" and bool(p["status"].get("podIP")))
+    targets = {"s3": [cluster.pod_network, s3_port], "apiserver": [cluster.pod_network, cluster.api_port],
+               "kubernetes-service": ["10.0.0.1", 443], "other-pod": [ip["status"]["podIP"], 8080]}
+    results = {}
+    for name, labels in (("free", {}), ("node", {"app.kubernetes.io/managed-by": "kubescientist",
+                                                  "kubescientist.io/role": "node"})):
+        probe = pod(f"probe-{name}", node_image, ["python", "-c", REACH, json.dumps(targets), name])
+        probe["metadata"]["labels"] = labels
+        cluster.apply(probe, namespace=namespace)
+        done = wait_pod(cluster, namespace, ["pod", f"probe-{name}"], finished)
+        results[name] = json.loads(cluster.kubectl("logs", f"probe-{name}", "-n", namespace).stdout.strip())
+        assert (terminated(done) or {}).get("exitCode") == 0, results
+    free, node = results["free"], results["node"]
+    assert all(free[name] == "open" for name in targets), free
+    assert node["s3"] == "open", node
+    assert all(node[name] != "open" for name in ("apiserver", "kubernetes-service", "other-pod")), node
+    print(f"[real node] NetworkPolicy in force {node['seconds']}s after the pod started: {node}")

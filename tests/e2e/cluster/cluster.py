@@ -129,7 +129,7 @@ S3_REGION = "us-east-1"
 # then the apiserver, then its storage.
 # A real node's kubelet and containerd (realnode.py) go first when `down` finds them (its own stop() removes
 # their containers too).
-STOP_WAVES = (("kube-proxy", "kubelet"), ("containerd", "kwok", "kube-scheduler", "kube-controller-manager", "s3"),
+STOP_WAVES = (("kube-router", "kube-proxy", "kubelet"), ("containerd", "kwok", "kube-scheduler", "kube-controller-manager", "s3"),
               ("kube-apiserver",), ("etcd",))
 COMPONENTS = tuple(name for wave in STOP_WAVES for name in wave)
 

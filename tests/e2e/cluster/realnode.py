@@ -11,6 +11,7 @@ What it starts (all from Debian packages except the kubelet, built with the cont
   locally (catatonit);
 - the CNI bridge and host-local plugins (/usr/lib/cni): pods get 10.245.0.x/24 behind the bridge `ks-cni0`;
 - kube-proxy in iptables mode (no IPVS in these kernels), so pods reach Services, `kubernetes` among them;
+- kube-router's NetworkPolicy controller (iptables + ipset), so the chart's NetworkPolicy is enforced;
 - the kubelet, with `failCgroupV1: false` (these machines have a hybrid cgroup v1 layout), anonymous
   AlwaysAllow on its API (the apiserver reaches it for logs; it is a throw-away test node), image garbage
   collection off (it would delete the cached images), and a NoSchedule taint so that only pods that tolerate
@@ -23,8 +24,8 @@ Changes to the machine (restored or removed by stop() where possible): the kubel
 kernel.panic=10 and kernel.panic_on_oops=1 (restored to the values read before start); the CNI bridge
 plugin creates the `ks-cni0` bridge (deleted), sets net.ipv4.ip_forward=1 (left, podman needs it too) and
 adds iptables NAT rules per pod (removed with each pod, and swept after a crash); kube-proxy adds its KUBE-*
-chains (removed by `kube-proxy --cleanup`) and the kubelet its KUBE-FIREWALL and KUBE-KUBELET-CANARY chains
-(removed); the kubelet writes pod logs under /var/log/pods and
+chains (removed by `kube-proxy --cleanup`), the kubelet its KUBE-FIREWALL and KUBE-KUBELET-CANARY chains,
+kube-router its KUBE-ROUTER-*, KUBE-NWPLCY-*, KUBE-POD-FW-* chains and KUBE-SRC-*/KUBE-DST-* ipsets (all removed); the kubelet writes pod logs under /var/log/pods and
 keeps pod cgroups under /sys/fs/cgroup/*/kubepods (removed with the pods) and bind-mounts its root dir
 (KUBELET_ROOT) onto itself (unmounted, and the dir deleted).
 """
@@ -70,9 +71,16 @@ class NodeUnavailable(control_plane.ClusterError):
     """This machine cannot run a real node (a tool is missing, or another real node runs)."""
 
 
+def kube_router() -> Path:
+    """The cached kube-router binary of the pinned version (make network-policy-tools builds it)."""
+    return control_plane.cache_dir() / "bin" / f"kube-router-{control_plane.read_versions()['KUBE_ROUTER']}"
+
+
 def missing_tools() -> list[str]:
     """What a real node needs that this machine lacks."""
-    out = [tool for tool in ("containerd", "ctr", "runc", "podman", "iptables") if shutil.which(tool) is None]
+    out = [tool for tool in ("containerd", "ctr", "runc", "podman", "iptables", "ipset") if shutil.which(tool) is None]
+    if not kube_router().exists():
+        out.append(f"{kube_router().name} (make network-policy-tools)")
     if not (Path("/usr/lib/cni") / "bridge").exists():
         out.append("/usr/lib/cni/bridge (containernetworking-plugins)")
     if not (control_plane.cache_dir() / "bin" / "kubelet").exists():
@@ -354,6 +362,17 @@ def start(cluster: control_plane.Cluster, die_with_parent: bool = True,
         control_plane.wait_until(
             "kube-proxy /healthz", lambda: control_plane._http_ok(f"http://127.0.0.1:{proxy_healthz}/healthz"),  # noqa: SLF001
             60, run_dir, ["kube-proxy"])
+        # NetworkPolicy: kube-router's policy controller only (pod routes are the bridge's, Services kube-proxy's).
+        router_health = control_plane._free_ports(1)[0]  # noqa: SLF001
+        control_plane._spawn(run_dir, "kube-router", [  # noqa: SLF001
+            str(kube_router()), f"--kubeconfig={cluster.kubeconfig}", "--run-firewall=true", "--run-router=false",
+            "--run-service-proxy=false", "--enable-cni=false", f"--hostname-override={node.name}",
+            f"--service-cluster-ip-range={control_plane.SERVICE_CIDR}", f"--health-port={router_health}",
+            "--metrics-port=0", "--v=1",
+        ], None, die_with_parent)
+        control_plane.wait_until(
+            "kube-router /healthz", lambda: control_plane._http_ok(f"http://127.0.0.1:{router_health}/healthz"),  # noqa: SLF001
+            60, run_dir, ["kube-router"])
     except BaseException:
         log(f"[real node] start failed; stopping it (logs in {run_dir / 'logs'})")
         stop(node, log)
@@ -384,6 +403,10 @@ def _sweep(node: RealNode, log: Callable[[str], None]) -> None:
 
 KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
 """iptables chains the kubelet makes for itself (kube-proxy --cleanup leaves them)."""
+KUBE_ROUTER_PREFIXES = ("KUBE-ROUTER-", "KUBE-NWPLCY-", "KUBE-POD-FW-")
+"""kube-router's iptables chains (its own --cleanup-config panics on kernels without IPVS)."""
+KUBE_ROUTER_SETS = ("KUBE-SRC-", "KUBE-DST-", "inet6:KUBE-SRC-", "inet6:KUBE-DST-")
+"""kube-router's ipsets: the pods and ipBlocks each policy selects."""
 
 
 def _remove_iptables_leftovers() -> None:
@@ -392,12 +415,19 @@ def _remove_iptables_leftovers() -> None:
     for tool in ("iptables", "ip6tables"):
         for table in ("nat", "filter", "mangle"):
             _remove_chains(tool, table)
+    if shutil.which("ipset") is not None:
+        names = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True).stdout.split()
+        for name in names:
+            if name.startswith(KUBE_ROUTER_SETS):
+                subprocess.run(["ipset", "destroy", name], capture_output=True)
 
 
 def _remove_chains(tool: str, table: str) -> None:
     listed = subprocess.run([tool, "-t", table, "-S"], capture_output=True, text=True).stdout
     rules = [shlex.split(line) for line in listed.splitlines() if line.startswith("-A ")]
     chains: set[str] = set(KUBELET_CHAINS)
+    chains |= {line.split()[1] for line in listed.splitlines()
+               if line.startswith("-N ") and line.split()[1].startswith(KUBE_ROUTER_PREFIXES)}
     # A chain of ours whose POSTROUTING rule is already gone (deleted half-way before) is still ours.
     chains |= {words[1] for words in rules if words[1].startswith("CNI-") and 'name: "kubescientist"' in " ".join(words)}
     for words in rules:
@@ -430,6 +460,7 @@ def stop(node: RealNode, log: Callable[[str], None] = print, timeout: float = 60
             except control_plane.ClusterError as err:
                 log(f"[real node] {err}")
     finally:
+        _stop_component(run_dir, "kube-router")
         _stop_component(run_dir, "kube-proxy")
         _stop_component(run_dir, "kubelet")
         if node.socket.exists():
