@@ -27,6 +27,19 @@ NODES: list[dict[str, Any]] = RECORDED["nodes"]
 NAME = RUN["metadata"]["name"]
 
 
+CAMPAIGN: dict[str, Any] = {
+    "metadata": {"name": "camp"},
+    "spec": {"topic": {"inline": "# Title: t"}, "approval": {"mode": "manual", "approved": [], "rejected": []}},
+    "status": {"phase": "Running", "round": 1, "runs": {"total": 2, "running": 1, "succeeded": 1, "failed": 0},
+               "used": {"tokens": 1200, "usd": 0.25, "gpuHours": 0.5},
+               "leaderboard": [{"run": "camp-rope", "idea": "rope", "score": 6.0, "metric": 0.97}],
+               "bestByMetric": {"run": "camp-rope", "idea": "rope", "metric": 0.97},
+               "ideas": [{"name": "rope", "round": 1, "state": "Succeeded"},
+                         {"name": "wd", "round": 1, "state": "Proposed"},
+                         {"name": "old", "round": 1, "state": "Dropped", "reason": "not novel: Power et al."}]},
+}
+
+
 class FakeApi:
     """The recorded run and nodes, a Secret, object storage as a dict, Job logs as a dict."""
 
@@ -40,6 +53,8 @@ class FakeApi:
             "AWS_ACCESS_KEY_ID": base64.b64encode(b"id").decode(),
             "AWS_SECRET_ACCESS_KEY": base64.b64encode(b"secret").decode()}}
         self.patches: list[tuple[str, bool]] = []
+        self.campaign = copy.deepcopy(CAMPAIGN)
+        self.spec_patches: list[tuple[str, str, dict[str, Any]]] = []
         self.reads: list[tuple[plugin.S3Access, str]] = []
 
     def get_run(self, name: str) -> dict[str, Any]:
@@ -55,6 +70,19 @@ class FakeApi:
             if node["metadata"]["name"] == name:
                 return node
         raise plugin.PluginError(f"experimentnode {name} not found in namespace {self.namespace}")
+
+    def get_object(self, plural: str, name: str) -> dict[str, Any]:
+        if plural == "researchcampaigns" and name == CAMPAIGN["metadata"]["name"]:
+            return self.campaign
+        if plural == "researchruns" and name == NAME:
+            return self.run
+        raise plugin.PluginError(f"{plural[:-1]} {name} not found in namespace {self.namespace}")
+
+    def patch_spec(self, plural: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        target = self.get_object(plural, name)
+        self.spec_patches.append((plural, name, copy.deepcopy(spec)))
+        target["spec"].update(copy.deepcopy(spec))
+        return target
 
     def set_suspend(self, run: str, suspend: bool) -> dict[str, Any]:
         self.patches.append((run, suspend))
@@ -280,3 +308,35 @@ def test_tree_html_of_a_cluster_run_from_object_storage(tmp_path: Path) -> None:
     del api.objects[plugin.join_uri(prefix, "journal.json")]
     missing = CliRunner().invoke(plugin.cli, ["tree", NAME, "--html", str(target)], obj=api)
     assert missing.exit_code == 1 and "NoSuchKey" in missing.output
+
+
+def test_approve_and_reject_campaign_ideas_edit_the_spec() -> None:
+    api = FakeApi()
+    result = invoke(api, "approve", "camp", "wd", "-n", "research")
+    assert result.exit_code == 0 and "researchcampaign camp: approved wd" in result.output
+    assert api.campaign["spec"]["approval"] == {"mode": "manual", "approved": ["wd"], "rejected": []}
+    assert invoke(api, "approve", "camp", "wd", "--reject").exit_code == 0
+    assert api.campaign["spec"]["approval"] == {"mode": "manual", "approved": [], "rejected": ["wd"]}
+    refused = invoke(api, "approve", "camp", "nope")
+    assert refused.exit_code == 1 and "spec.approval: nope: not an idea of researchcampaign camp" in refused.output
+    assert len(api.spec_patches) == 2
+
+
+def test_approve_stage_needs_a_gate() -> None:
+    api = FakeApi()
+    refused = invoke(api, "approve-stage", NAME, "tuning")
+    assert refused.exit_code == 1 and "has no gate after stage tuning" in refused.output
+    api.run["spec"]["gates"] = ["tuning"]
+    assert invoke(api, "approve-stage", NAME, "tuning").exit_code == 0
+    assert api.run["spec"]["approvedGates"] == ["tuning"]
+
+
+def test_campaign_prints_the_leaderboard() -> None:
+    result = invoke(FakeApi(), "campaign", "camp")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0] == ("researchcampaign camp: Running, round 1; runs 1 running, 1 succeeded, 0 failed; used 1200 "
+                        "tokens, $0.2500, 0.500 GPU-hours")
+    assert re.search(r"^ 1  camp-rope\s+rope\s+6.00\s+0.97$", result.output, re.MULTILINE)
+    assert "  idea old (round 1): Dropped: not novel: Power et al." in lines
+    assert "  best by objective metric: camp-rope (rope) 0.97" in lines

@@ -35,6 +35,7 @@ from rich.tree import Tree
 GROUP = 'kubescientist.io'
 VERSION = 'v1alpha1'
 RUNS = 'researchruns'
+CAMPAIGNS = 'researchcampaigns'
 NODES = 'experimentnodes'
 RUN_LABEL = 'kubescientist.io/run'
 JOB_NAME_LABELS = ('batch.kubernetes.io/job-name', 'job-name')
@@ -250,6 +251,10 @@ class Api(Protocol):
 
     def read_object(self, access: S3Access, uri: str) -> bytes: ...
 
+    def get_object(self, plural: str, name: str) -> dict[str, Any]: ...
+
+    def patch_spec(self, plural: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]: ...
+
 
 class KubeApi:
     """``Api`` over the official client, configured like kubectl."""
@@ -334,6 +339,17 @@ class KubeApi:
 
     def read_object(self, access: S3Access, uri: str) -> bytes:
         return read_s3(access, uri)
+
+    def get_object(self, plural: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self._call(f"{plural[:-1]} {name}", self.custom.get_namespaced_custom_object,
+                                         GROUP, VERSION, self.namespace, plural, name)
+        return obj
+
+    def patch_spec(self, plural: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        patched: dict[str, Any] = self._call(
+            f"{plural[:-1]} {name}", self.custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace,
+            plural, name, {'spec': dict(spec)}, _content_type='application/merge-patch+json')
+        return patched
 
 
 def _reason(err: Any) -> str:
@@ -580,6 +596,77 @@ def suspend(ctx: click.Context, run: str) -> None:
 def resume(ctx: click.Context, run: str) -> None:
     """Let RUN start nodes again (spec.suspend=false)."""
     _suspend(ctx, run, False)
+
+
+@cli.command()
+@click.argument('campaign')
+@click.argument('ideas', nargs=-1, required=True)
+@click.option('--reject', is_flag=True, help="Reject the ideas instead (they are dropped, never run).")
+@_namespace_option
+@click.pass_context
+def approve(ctx: click.Context, campaign: str, ideas: tuple[str, ...], reject: bool) -> None:
+    """Approve (or --reject) IDEAS of CAMPAIGN: adds them to spec.approval.approved (or rejected)."""
+    api = _api(ctx)
+    obj = api.get_object(CAMPAIGNS, campaign)
+    spec = obj.get('spec') or {}
+    known = [i.get('name') for i in ((spec.get('ideas') or {}).get('inline') or ())]
+    known += [i.get('name') for i in ((obj.get('status') or {}).get('ideas') or ())]
+    unknown = [i for i in ideas if i not in known]
+    if unknown:
+        raise PluginError(f"spec.approval: {', '.join(unknown)}: not an idea of researchcampaign {campaign} (ideas: "
+                          f"{', '.join(str(k) for k in dict.fromkeys(known)) or 'none proposed yet'})")
+    approval = dict(spec.get('approval') or {})
+    key, other = ('rejected', 'approved') if reject else ('approved', 'rejected')
+    approval[key] = list(dict.fromkeys([*(approval.get(key) or []), *ideas]))
+    approval[other] = [i for i in approval.get(other) or [] if i not in ideas]
+    api.patch_spec(CAMPAIGNS, campaign, {'approval': approval})
+    click.echo(f"researchcampaign {campaign}: {key} {', '.join(ideas)}")
+
+
+@cli.command('approve-stage')
+@click.argument('run')
+@click.argument('stage', type=click.Choice(['initial', 'tuning', 'research']))
+@_namespace_option
+@click.pass_context
+def approve_stage(ctx: click.Context, run: str, stage: str) -> None:
+    """Let RUN go on past its gate after STAGE (adds STAGE to spec.approvedGates)."""
+    api = _api(ctx)
+    spec = api.get_object(RUNS, run).get('spec') or {}
+    if stage not in (spec.get('gates') or []):
+        raise PluginError(f"spec.approvedGates: researchrun {run} has no gate after stage {stage} (spec.gates: "
+                          f"{', '.join(spec.get('gates') or []) or 'none'})")
+    approved = list(dict.fromkeys([*(spec.get('approvedGates') or []), stage]))
+    api.patch_spec(RUNS, run, {'approvedGates': approved})
+    click.echo(f"researchrun {run}: stage {stage} approved; the next stage starts")
+
+
+@cli.command('campaign')
+@click.argument('name')
+@_namespace_option
+@click.pass_context
+def campaign_command(ctx: click.Context, name: str) -> None:
+    """The leaderboard of campaign NAME, its runs by phase, budget used, and its ideas."""
+    obj = _api(ctx).get_object(CAMPAIGNS, name)
+    status = obj.get('status') or {}
+    runs, used = status.get('runs') or {}, status.get('used') or {}
+    click.echo(f"researchcampaign {name}: {status.get('phase', 'Pending')}, round {status.get('round', 0)}; runs "
+               f"{runs.get('running', 0)} running, {runs.get('succeeded', 0)} succeeded, {runs.get('failed', 0)} "
+               f"failed; used {used.get('tokens', 0)} tokens, ${float(used.get('usd', 0.0)):.4f}, "
+               f"{float(used.get('gpuHours', 0.0)):.3f} GPU-hours")
+    if status.get('message'):
+        click.echo(f"  {_one_line(str(status['message']), 200)}")
+    by_metric = status.get('bestByMetric') or {}
+    if isinstance(by_metric.get('metric'), (int, float)):
+        click.echo(f"  best by objective metric: {by_metric.get('run')} ({by_metric.get('idea')}) "
+                   f"{by_metric['metric']:.4g}")
+    click.echo(f"{'#':>2}  {'run':<40} {'idea':<24} {'score':>6} {'metric':>10}")
+    for rank, row in enumerate(status.get('leaderboard') or (), 1):
+        score = f"{row['score']:.2f}" if isinstance(row.get('score'), (int, float)) else '-'
+        metric = f"{row['metric']:.4g}" if isinstance(row.get('metric'), (int, float)) else '-'
+        click.echo(f"{rank:>2}  {row.get('run', ''):<40} {row.get('idea', ''):<24} {score:>6} {metric:>10}")
+    for idea in status.get('ideas') or ():
+        reason = f": {_one_line(str(idea['reason']), 120)}" if idea.get('reason') else ''
+        click.echo(f"  idea {idea['name']} (round {idea.get('round', '?')}): {idea['state']}{reason}")
 
 
 def main() -> None:

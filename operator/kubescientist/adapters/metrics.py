@@ -34,6 +34,8 @@ RunPhase = Literal['Pending', 'Searching', 'WritingUp', 'Reviewing', 'Succeeded'
 RUN_PHASES: tuple[RunPhase, ...] = ('Pending', 'Searching', 'WritingUp', 'Reviewing', 'Succeeded', 'Failed',
                                     'Suspended')
 """The ResearchRun phases (crds/researchrun.yaml status.phase), each always exported, zeros included."""
+CAMPAIGN_RUN_PHASES = ('running', 'succeeded', 'failed')
+"""The phases of status.runs of a ResearchCampaign, each exported per campaign."""
 NodePhase = Literal['Pending', 'Running', 'Succeeded', 'Buggy', 'Failed']
 FinishedPhase = Literal['Succeeded', 'Buggy', 'Failed']
 """How a node ended: Buggy is the program's fault (expected in a search), Failed is the infrastructure's."""
@@ -126,6 +128,19 @@ class Metrics:
         self.api_errors = Counter('kubescientist_kubernetes_api_errors_total',
                                   "Failed Kubernetes API calls of the operator, by verb, resource and HTTP code "
                                   "(0: the server was not reached).", ['verb', 'resource', 'code'], registry=r)
+        self.campaign_runs = Gauge('kubescientist_campaign_runs',
+                                   "ResearchRuns of each live ResearchCampaign, by phase (running, succeeded, failed).",
+                                   ['namespace', 'campaign', 'phase'], registry=r)
+        self.campaign_tokens = Gauge('kubescientist_campaign_llm_tokens',
+                                     "LLM tokens used by each live campaign (its runs and its ideation).",
+                                     ['namespace', 'campaign'], registry=r)
+        self.campaign_cost = Gauge('kubescientist_campaign_llm_cost_usd',
+                                   "Estimated LLM US dollars spent by each live campaign (runs and ideation).",
+                                   ['namespace', 'campaign'], registry=r)
+        self.campaign_gpu = Gauge('kubescientist_campaign_gpu_seconds',
+                                  "GPU-seconds held by the nodes of each live campaign's runs.",
+                                  ['namespace', 'campaign'], registry=r)
+        self._campaigns: set[tuple[str, str]] = set()
         self.reconcile = Histogram('kubescientist_reconcile_duration_seconds',
                                    "Duration of reconciliation passes, by result (ok or error).", ['result'],
                                    buckets=RECONCILE_BUCKETS, registry=r)
@@ -212,6 +227,30 @@ class Metrics:
             self.run_last_progress.remove(namespace, run)
             self._count_phases()
 
+    # -- campaigns ---------------------------------------------------------------------------------------
+
+    def campaign_observed(self, namespace: str, campaign: str, runs: Mapping[str, int], tokens: int, usd: float,
+                          gpu_seconds: float) -> None:
+        """A campaign's runs by phase and the budget it used, as its last pass saw them."""
+        with self._lock:
+            for phase in CAMPAIGN_RUN_PHASES:
+                self.campaign_runs.labels(namespace, campaign, phase).set(int(runs.get(phase, 0)))
+            self.campaign_tokens.labels(namespace, campaign).set(tokens)
+            self.campaign_cost.labels(namespace, campaign).set(usd)
+            self.campaign_gpu.labels(namespace, campaign).set(gpu_seconds)
+            self._campaigns.add((namespace, campaign))
+
+    def campaign_forgotten(self, namespace: str, campaign: str) -> None:
+        """The campaign was deleted: drop its series."""
+        with self._lock:
+            if (namespace, campaign) not in self._campaigns:
+                return
+            self._campaigns.discard((namespace, campaign))
+            for phase in CAMPAIGN_RUN_PHASES:
+                self.campaign_runs.remove(namespace, campaign, phase)
+            for gauge in (self.campaign_tokens, self.campaign_cost, self.campaign_gpu):
+                gauge.remove(namespace, campaign)
+
     # -- nodes -------------------------------------------------------------------------------------------
 
     def node_finished(self, stage: str, action: str, phase: FinishedPhase, duration_seconds: float | None, *,
@@ -282,6 +321,8 @@ gpu_seconds = METRICS.gpu_seconds
 llm_usage = METRICS.llm_usage
 api_error = METRICS.api_error
 reconcile_finished = METRICS.reconcile_finished
+campaign_observed = METRICS.campaign_observed
+campaign_forgotten = METRICS.campaign_forgotten
 
 
 def serve_from_env(env: Mapping[str, str] | None = None, metrics: Metrics = METRICS) -> WSGIServer | None:

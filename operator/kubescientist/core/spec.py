@@ -150,6 +150,10 @@ class RunSpec:
     """The run seed: every random choice of the search derives from it."""
     suspend: bool = False
     """No new nodes start while set."""
+    gates: tuple[StageName, ...] = ()
+    """Stages after which the run waits for a person's approval before the next stage starts."""
+    approved_gates: tuple[StageName, ...] = ()
+    """Gated stages approved to go on."""
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     """The validated, defaulted spec as a dict (storage, scheduling pass-through and the like)."""
 
@@ -224,5 +228,7 @@ def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
         reviewers=int(spec.get("review", {}).get("reviewers", 3)),
         seed=int(spec.get("seed", 0)),
         suspend=bool(spec.get("suspend", False)),
+        gates=tuple(spec.get("gates", ())),
+        approved_gates=tuple(spec.get("approvedGates", ())),
         raw=spec,
     )

@@ -21,7 +21,8 @@ from kubescientist.adapters.kube.storage import S3Config, Store
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "fixtures" / "native_template"
 RECORDED = Path(__file__).resolve().parent / "recorded"
-PLURALS = {"ExperimentNode": naming.NODES, "ResearchRun": naming.RUNS, "Job": "jobs", "Pod": "pods"}
+PLURALS = {"ExperimentNode": naming.NODES, "ResearchRun": naming.RUNS, "Job": "jobs", "Pod": "pods",
+           "ConfigMap": "configmaps", "ResearchCampaign": "researchcampaigns"}
 
 
 def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:

@@ -57,7 +57,8 @@ def _path(api_version: str, plural: str, namespace: str, name: str | None = None
     return f'{path}/{urllib.parse.quote(name)}' if name else path
 
 
-_PLURALS = {'ExperimentNode': naming.NODES, 'ResearchRun': naming.RUNS, 'Job': 'jobs', 'Pod': 'pods',
+_PLURALS = {'ExperimentNode': naming.NODES, 'ResearchRun': naming.RUNS, 'ResearchCampaign': 'researchcampaigns',
+            'Job': 'jobs', 'Pod': 'pods',
             'Event': 'events', 'ConfigMap': 'configmaps', 'Secret': 'secrets'}
 
 

@@ -144,7 +144,7 @@ class Reconciler:
                                 review=state.review, start_time=state.start_time,
                                 stalled='; '.join(step.stalled) or None,
                                 llm=state.agent.accounts() if state.agent is not None else None,
-                                llm_stopped=state.llm_stopped)
+                                llm_stopped=state.llm_stopped, gate=statuses.gate_text(state.engine))
         self._write_run_status(run, view, previous, generation, now)
         phase, _ = statuses.run_phase(view)
         self._observe(namespace, name, state, phase, now)
@@ -422,7 +422,8 @@ class Reconciler:
                 decision = report.get('decision')
                 updated = statuses.Step(phase='succeeded', message=message, uri=product,
                                         decision=str(decision) if decision else None,
-                                        overall=float(overall) if isinstance(overall, (int, float)) else None)
+                                        overall=float(overall) if isinstance(overall, (int, float)) else None,
+                                        weaknesses=tuple(str(w) for w in report.get('weaknesses') or ()) or None)
                 self.kube.event(run, 'Normal', 'PaperWritten' if role == 'writeup' else 'PaperReviewed',
                                 f"{role} done: {message}")
             else:

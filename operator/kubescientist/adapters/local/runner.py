@@ -28,6 +28,7 @@ from kubescientist.adapters.llm import AgentStopped, llm_enabled, template_code
 from kubescientist.adapters.local.agent import LocalAgent
 from kubescientist.adapters.local.executors import Executors, RunnerBusy
 from kubescientist.adapters.local.files import read_json, write_json
+from kubescientist.adapters.local.gates import raise_if_paused
 from kubescientist.adapters.local.journal_store import JournalStore
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.adapters.templates import search_space_of
@@ -186,6 +187,7 @@ class LocalRunner:
                 if not self._running:
                     if self.engine.done:
                         break
+                    raise_if_paused(self.engine, self.run_dir.root)
                     raise RunError("the engine has nothing to run and is not done (suspended?)")
                 finished = self._done.get()
                 self._finish(finished)
