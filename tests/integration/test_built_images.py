@@ -30,11 +30,9 @@ _SPEC.loader.exec_module(build)
 VERSION = build.app_version()
 IMAGES = {name: f"{build.REGISTRY}/{name}:{tag}" for name, tag in
           (("operator", VERSION), ("writeup", VERSION), ("node-runtime", f"{VERSION}-cpu"))}
-ENV = build.podman_env(build.cache_dir())
-
-
 def podman(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["podman", *args], env=ENV, capture_output=True, timeout=timeout)
+    env = build.podman_env(build.cache_dir())  # the storage `make images` built into
+    return subprocess.run(["podman", *args], env=env, capture_output=True, timeout=timeout)
 
 
 def built(reference: str) -> bool:
