@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
 
-.PHONY: demo test unit lint typecheck e2e e2e-real images image-tools network-policy-tools bench clean help tex prom tools sandbox-tools browser
+.PHONY: demo test unit lint typecheck e2e e2e-real images image-tools network-policy-tools bench bench-operator clean help \
+        tex prom tools sandbox-tools browser
 
 help:
 	@echo "make demo   - run examples/quickstart.yaml locally, offline (results under $(WORKDIR)/)"
@@ -18,6 +19,7 @@ help:
 	@echo "make images - build the operator, node-runtime (CPU) and writeup images with podman [PUSH=reg/prefix] [CUDA=1]"
 	@echo "make e2e-real - the images on a real node (containerd + kubelet) of the test control plane"
 	@echo "make bench  - measure the node executor's overhead"
+	@echo "make bench-operator - the operator at scale on the test control plane (reaction, RSS, API writes)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -125,6 +127,10 @@ bench: $(STAMP) sandbox-tools
 	$(PY) benchmarks/executor_overhead.py
 	$(PY) benchmarks/idle_slots.py
 	$(PY) benchmarks/engine_scale.py
+
+# Starts the test control plane with 100 fake GPU nodes and ~1,000 ExperimentNodes: minutes, not for `make test`.
+bench-operator: $(STAMP)
+	$(PY) benchmarks/operator_scale.py
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .mypy_cache .pytest_cache

@@ -260,6 +260,7 @@ NAMESPACED: set[Rule] = {
     ("kubescientist.io", "researchruns/finalizers", "update"),
     ("kubescientist.io", "experimentnodes/finalizers", "update"),
     ("batch", "jobs", "get"), ("batch", "jobs", "list"), ("batch", "jobs", "watch"), ("batch", "jobs", "create"),
+    ("batch", "jobs", "patch"),  # ttlSecondsAfterFinished once the node's outcome is saved
     ("", "pods", "list"), ("", "pods", "watch"),
     ("", "events", "create"),
     ("", "configmaps", "get"), ("", "secrets", "get"),

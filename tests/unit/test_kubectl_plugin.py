@@ -55,7 +55,7 @@ class FakeApi:
         self.patches: list[tuple[str, bool]] = []
         self.campaign = copy.deepcopy(CAMPAIGN)
         self.spec_patches: list[tuple[str, str, dict[str, Any]]] = []
-        self.reads: list[tuple[plugin.S3Access, str]] = []
+        self.reads: list[tuple[plugin.S3Config, str]] = []
 
     def get_run(self, name: str) -> dict[str, Any]:
         if name != NAME:
@@ -97,7 +97,7 @@ class FakeApi:
             raise plugin.PluginError(f"Job {job} has no pod left to read a log from")
         return self.logs[job]
 
-    def read_object(self, access: plugin.S3Access, uri: str) -> bytes:
+    def read_object(self, access: plugin.S3Config, uri: str) -> bytes:
         self.reads.append((access, uri))
         if uri not in self.objects:
             raise plugin.PluginError(f"{uri}: NoSuchKey: The specified key does not exist.")
@@ -184,11 +184,12 @@ def test_logs_from_object_storage_with_the_runs_credentials() -> None:
     result = invoke(api, "logs", "momentum-n0001")
     assert result.exit_code == 0 and result.output == "hello\n"
     access, uri = api.reads[0]
-    assert access == plugin.S3Access(endpoint=RUN["spec"]["storage"]["s3"]["endpoint"], access_key="id",
-                                     secret_key="secret", insecure=False)
+    s3 = RUN["spec"]["storage"]["s3"]
+    assert access == plugin.S3Config(endpoint=s3["endpoint"], bucket=s3["bucket"], prefix=s3.get("prefix") or "",
+                                     access_key="id", secret_key="secret", insecure=False)
     assert invoke(api, "logs", "momentum-n0001", "--stderr").output == "warning\n"
     invoke(api, "logs", "momentum-n0001", "--s3-endpoint", "http://localhost:9000")
-    assert api.reads[-1][0].endpoint == "http://localhost:9000"
+    assert api.reads[-1][0].operator_endpoint == "http://localhost:9000"
 
 
 def test_logs_fall_back_to_the_pod_log() -> None:
@@ -229,7 +230,7 @@ def test_paper_without_the_secret() -> None:
     api = FakeApi()
     api.secret = None
     result = CliRunner().invoke(plugin.cli, ["paper", NAME], obj=api)
-    assert result.exit_code == 1 and "Secret s3-credentials of run momentum is missing" in result.output
+    assert result.exit_code == 1 and "run momentum: spec.storage.s3.secretRef: no Secret s3-credentials" in result.output
 
 
 def test_suspend_and_resume() -> None:
@@ -275,7 +276,7 @@ def test_kubeconfig_namespace_is_the_default(tmp_path: Path, monkeypatch: pytest
 
 
 def test_names_match_the_operators() -> None:
-    """The plugin keeps its own copies (it must not import the operator's kopf-side modules): no drift."""
+    """The plugin takes the operator's names (it must not import the operator's kopf-side modules)."""
     from kubescientist.adapters.kube import manifests, naming
 
     assert (plugin.GROUP, plugin.VERSION, plugin.RUNS, plugin.NODES) == \

@@ -56,6 +56,7 @@ def simulate(metrics: m.Metrics) -> None:
     metrics.budget_usage('ns', 'r1', 'nodes', 3, 10)
     metrics.llm_usage('code', 'gpt-4o', 1200, 300, 0.006)
     metrics.api_error('create', 'jobs', 409)
+    metrics.api_write('post', 'jobs')
     metrics.reconcile_finished(0.12, True)
     metrics.campaign_observed('ns', 'c1', {'running': 1, 'succeeded': 2, 'failed': 0}, 5000, 0.02, 3600.0)
 
@@ -71,7 +72,8 @@ def test_every_metric_name_follows_the_conventions() -> None:
         'kubescientist_run_best_objective', 'kubescientist_run_budget_usage_ratio', 'kubescientist_nodes_finished',
         'kubescientist_node_duration_seconds', 'kubescientist_reaction_latency_seconds', 'kubescientist_gpu_seconds',
         'kubescientist_llm_tokens', 'kubescientist_llm_cost_usd', 'kubescientist_llm_requests',
-        'kubescientist_kubernetes_api_errors', 'kubescientist_reconcile_duration_seconds',
+        'kubescientist_kubernetes_api_errors', 'kubescientist_kubernetes_api_writes',
+        'kubescientist_reconcile_duration_seconds',
         'kubescientist_campaign_runs', 'kubescientist_campaign_llm_tokens', 'kubescientist_campaign_llm_cost_usd',
         'kubescientist_campaign_gpu_seconds'}
     for name, family in ours.items():

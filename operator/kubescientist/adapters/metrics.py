@@ -128,6 +128,9 @@ class Metrics:
         self.api_errors = Counter('kubescientist_kubernetes_api_errors_total',
                                   "Failed Kubernetes API calls of the operator, by verb, resource and HTTP code "
                                   "(0: the server was not reached).", ['verb', 'resource', 'code'], registry=r)
+        self.api_writes = Counter('kubescientist_kubernetes_api_writes_total',
+                                  "Kubernetes API writes the operator made (create, patch, delete), by verb and "
+                                  "resource.", ['verb', 'resource'], registry=r)
         self.campaign_runs = Gauge('kubescientist_campaign_runs',
                                    "ResearchRuns of each live ResearchCampaign, by phase (running, succeeded, failed).",
                                    ['namespace', 'campaign', 'phase'], registry=r)
@@ -291,6 +294,10 @@ class Metrics:
         """A Kubernetes API call failed (``code``: HTTP status, 0 when the server was not reached)."""
         self.api_errors.labels(verb, resource, str(code)).inc()
 
+    def api_write(self, verb: str, resource: str) -> None:
+        """The operator asked the API to change something (counted whether or not it succeeded)."""
+        self.api_writes.labels(verb, resource).inc()
+
     def reconcile_finished(self, seconds: float, ok: bool) -> None:
         """One reconciliation pass ended, well or with an exception."""
         self.reconcile.labels('ok' if ok else 'error').observe(max(seconds, 0.0))
@@ -320,6 +327,7 @@ reaction_latency = METRICS.reaction_latency
 gpu_seconds = METRICS.gpu_seconds
 llm_usage = METRICS.llm_usage
 api_error = METRICS.api_error
+api_write = METRICS.api_write
 reconcile_finished = METRICS.reconcile_finished
 campaign_observed = METRICS.campaign_observed
 campaign_forgotten = METRICS.campaign_forgotten

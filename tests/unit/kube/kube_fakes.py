@@ -41,6 +41,7 @@ class FakeKube:
         self.events: list[tuple[str, str, str]] = []
         self.creates: list[tuple[str, str]] = []
         self.patches: list[tuple[str, str]] = []
+        self.lists: list[str] = []
         self.fail_create: set[str] = set()
         """Kinds whose next create raises (the operator 'dies' right before it)."""
         self._uids = itertools.count(1)
@@ -65,6 +66,7 @@ class FakeKube:
         return copy.deepcopy(self.put(plural, copy.deepcopy(dict(obj))))
 
     def list(self, api_version: str, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.lists.append(plural)
         wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
         return [copy.deepcopy(o) for (p, ns, _), o in sorted(self.objects.items())
                 if p == plural and ns == namespace
@@ -79,6 +81,10 @@ class FakeKube:
         obj = self.objects[(plural, namespace, name)]
         obj.setdefault("status", {})
         merge(obj["status"], status)
+        self.patches.append((plural, name))
+
+    def patch(self, api_version: str, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        merge(self.objects[(plural, namespace, name)], patch)
         self.patches.append((plural, name))
 
     def event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:

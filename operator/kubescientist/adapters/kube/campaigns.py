@@ -42,7 +42,7 @@ from kubescientist.core.spec import run_spec_from_dict
 
 log = logging.getLogger('kubescientist.campaigns')
 
-CAMPAIGNS = 'researchcampaigns'
+CAMPAIGNS = naming.CAMPAIGNS
 CAMPAIGN_LABEL = 'kubescientist.io/campaign'
 """The campaign a run or a round's ideas ConfigMap belongs to."""
 IDEA_LABEL = 'kubescientist.io/idea'

@@ -24,10 +24,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from kubescientist.core.journal import Outcome
+from kubescientist.adapters.results import REASON_CHARS, Report, infrastructure, outcome
+from kubescientist.core.journal import Details, Outcome
 
 State = Literal['missing', 'pending', 'running', 'finished']
 RawObject = Mapping[str, Any]
+LOST_MESSAGE = "pod of the completed Job is gone; its termination message is lost"
+"""The reason of an attempt whose result must come from its uploaded result.json, if there is one."""
 
 IMAGE_PROBLEMS = frozenset({'ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull',
                             'RegistryUnavailable'})
@@ -41,8 +44,6 @@ MISSING_COMMAND = ('executable file not found', 'no such file or directory')
 """What the container runtime says (a StartError) when the image lacks the container's command."""
 START_FAILURES = frozenset({'StartError', 'ContainerCannotRun'})
 """Terminated reasons of a container whose process never started (the runtime could not exec the command)."""
-REASON_CHARS = 1500
-"""How much of a log tail or message goes into a reason (the journal keeps it; status truncates)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,25 +99,6 @@ def parse_report(message: str | None) -> Mapping[str, Any] | None:
     return data if isinstance(data, dict) and 'status' in data else None
 
 
-def outcome_from_report(report: Mapping[str, Any]) -> Outcome:
-    """The engine's outcome from a runtime's termination message (status succeeded/failed/timeout/killed)."""
-    finals = report.get('metrics') or {}
-    metrics = {str(dataset): {str(name): {'final': value} for name, value in per.items()}
-               for dataset, per in finals.items() if isinstance(per, Mapping)}
-    details = {'status': report.get('status'), 'codeHash': report.get('codeHash')}
-    if report.get('artifactErrors'):
-        details['artifactErrors'] = list(report['artifactErrors'])
-    buggy = bool(report.get('buggy')) or report.get('status') != 'succeeded'
-    reason = report.get('buggyReason') or (None if not buggy else f"program ended with status {report.get('status')}")
-    duration = report.get('durationSeconds')
-    return Outcome(buggy=buggy, reason=reason, metrics=metrics if not buggy else {},
-                   duration_seconds=float(duration) if isinstance(duration, (int, float)) else None, details=details)
-
-
-def _infrastructure(reason: str, **details: Any) -> Outcome:
-    return Outcome(buggy=False, infrastructure=True, reason=reason[:REASON_CHARS], details=details)
-
-
 def _memory_limit(pod: RawObject) -> str | None:
     containers = pod.get('spec', {}).get('containers') or [{}]
     limit = containers[0].get('resources', {}).get('limits', {}).get('memory')
@@ -150,18 +132,19 @@ def _finished_pod(job: RawObject | None, pod: RawObject, seen_running: bool) -> 
     disruption = condition(pod, 'DisruptionTarget')
     if disruption is not None:
         why = f"{disruption.get('reason', 'Disrupted')}: {disruption.get('message', '')}".rstrip(': ')
-        return Observation('finished', f"pod {name} was disrupted ({why})", _infrastructure(
-            f"pod disrupted ({why})", pod=name), pod_name=name, started_at=started, finished_at=finished)
+        return Observation('finished', f"pod {name} was disrupted ({why})", infrastructure(
+            f"pod disrupted ({why})", Details(pod=name)), pod_name=name, started_at=started, finished_at=finished)
     if status.get('reason') in EVICTION_REASONS:
         why = f"{status['reason']}: {status.get('message', '')}".rstrip(': ')
-        return Observation('finished', f"pod {name} ended by its node ({why})", _infrastructure(
-            f"pod ended by its node ({why})", pod=name), pod_name=name, started_at=started, finished_at=finished)
+        return Observation('finished', f"pod {name} ended by its node ({why})", infrastructure(
+            f"pod ended by its node ({why})", Details(pod=name)), pod_name=name, started_at=started,
+            finished_at=finished)
     container = container_status(pod) or {}
     terminated = container.get('state', {}).get('terminated') or container.get('lastState', {}).get('terminated')
     if not terminated:
         why = status.get('message') or status.get('reason') or f"phase {status.get('phase')}"
         return Observation('finished', f"pod {name} ended without a container result ({why})",
-                           _infrastructure(f"pod ended without running its container ({why})", pod=name),
+                           infrastructure(f"pod ended without running its container ({why})", Details(pod=name)),
                            pod_name=name, started_at=started, finished_at=finished)
     exit_code = terminated.get('exitCode')
     message = terminated.get('message') or ''
@@ -171,16 +154,17 @@ def _finished_pod(job: RawObject | None, pod: RawObject, seen_running: bool) -> 
         limit = _memory_limit(pod)
         reason = "out of memory: the container exceeded its memory limit" + (f" of {limit}" if limit else "") + \
                  " and was OOM-killed"
-        outcome = Outcome(buggy=True, reason=reason, details={'exitCode': exit_code, 'containerReason': 'OOMKilled'})
-        return Observation('finished', reason, outcome, **common)
+        oom = Outcome(buggy=True, reason=reason, details=Details(container_exit_code=exit_code,
+                                                                  container_reason='OOMKilled'))
+        return Observation('finished', reason, oom, **common)
     if report is not None and report.get('status') == 'error':
         reason = f"the node runtime could not run the node: {report.get('message', '')}"
-        return Observation('finished', reason, _infrastructure(reason, exitCode=exit_code), **common)
+        return Observation('finished', reason, infrastructure(reason, Details(container_exit_code=exit_code)),
+                           **common)
     if report is not None:
-        outcome = outcome_from_report(report)
-        outcome.details['exitCode'] = exit_code
-        what = "buggy: " + str(outcome.reason) if outcome.buggy else "finished"
-        return Observation('finished', f"program {what}", outcome, **common)
+        reported = outcome(Report(report), Details(container_exit_code=exit_code))
+        what = "buggy: " + str(reported.reason) if reported.buggy else "finished"
+        return Observation('finished', f"program {what}", reported, **common)
     if job is not None and _deadline_exceeded(job):
         return _deadline(job, pod, seen_running)
     spec = (pod.get('spec', {}).get('containers') or [{}])[0]
@@ -188,11 +172,11 @@ def _finished_pod(job: RawObject | None, pod: RawObject, seen_running: bool) -> 
         command = ' '.join([*spec.get('command', []), *spec.get('args', [])[:2]])
         reason = (f"the image {spec.get('image', '?')} cannot run `{command}` (not a node-runtime image?): "
                   f"{terminated.get('reason', 'exit ' + str(exit_code))}: {message.strip()[-REASON_CHARS:]}")
-        return Observation('finished', reason, _infrastructure(reason, exitCode=exit_code, image=spec.get('image')),
-                           **common)
+        where = Details(container_exit_code=exit_code, container_reason=terminated.get('reason'))
+        return Observation('finished', reason, infrastructure(reason, where), **common)
     tail = f": {message.strip()[-REASON_CHARS:]}" if message.strip() else ""
     reason = f"container exited {exit_code} ({terminated.get('reason', 'no reason')}) without a result{tail}"
-    return Observation('finished', reason, _infrastructure(reason, exitCode=exit_code), **common)
+    return Observation('finished', reason, infrastructure(reason, Details(container_exit_code=exit_code)), **common)
 
 
 def _lacks_entrypoint(terminated: Mapping[str, Any], exit_code: Any, message: str, spec: Mapping[str, Any]) -> bool:
@@ -217,10 +201,11 @@ def _deadline(job: RawObject, pod: RawObject | None, seen_running: bool) -> Obse
     started, finished = _times(pod)
     if _started(pod) or seen_running:
         reason = f"timeout: the Job's deadline of {seconds}s passed before the program finished"
-        return Observation('finished', reason, Outcome(buggy=True, reason=reason, details={'job': 'DeadlineExceeded'}),
+        return Observation('finished', reason, Outcome(buggy=True, reason=reason,
+                                                                   details=Details(job_condition='DeadlineExceeded')),
                            pod_name=name, started_at=started, finished_at=finished)
     reason = f"the Job's deadline of {seconds}s passed before the node's pod started (not scheduled in time?)"
-    return Observation('finished', reason, _infrastructure(reason), pod_name=name)
+    return Observation('finished', reason, infrastructure(reason), pod_name=name)
 
 
 def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool = False) -> Observation:
@@ -244,11 +229,10 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
         # The Job failed and its pod is gone (deleted, garbage-collected with a lost node): nothing ran to a result.
         why = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(': ')
         return Observation('finished', f"Job failed and its pod is gone ({why})",
-                           _infrastructure(f"pod lost ({why})", job=job['metadata']['name']))
+                           infrastructure(f"pod lost ({why})", Details(job=job['metadata']['name'])))
     if condition(job, 'Complete') is not None and pod is None:
         return Observation('finished', "Job complete but its pod is gone: the result is lost",
-                           _infrastructure("pod of the completed Job is gone; its termination message is lost",
-                                           job=job['metadata']['name']))
+                           infrastructure(LOST_MESSAGE, Details(job=job['metadata']['name'])))
     if job.get('spec', {}).get('suspend'):
         return Observation('pending', "queued: the Job is suspended (by Kueue or by hand)")
     if pod is None:

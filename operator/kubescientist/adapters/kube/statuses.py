@@ -18,6 +18,7 @@ from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Journal, Node
 from kubescientist.core.objective import sort_key
 from kubescientist.core.spec import RunSpec
+from kubescientist.adapters.metrics import RunPhase
 from kubescientist.core.summary import node_counts, stage_seed_stats
 
 MAX_DATASETS = 64
@@ -26,7 +27,6 @@ MAX_PLOTS = 32
 MAX_REASON = 4000
 MAX_MESSAGE = 4096
 
-RunPhase = Literal['Pending', 'Searching', 'WritingUp', 'Reviewing', 'Succeeded', 'Failed', 'Suspended']
 NODE_PHASES = {'pending': 'Pending', 'running': 'Running', 'succeeded': 'Succeeded', 'buggy': 'Buggy',
                'failed': 'Failed'}
 
@@ -98,8 +98,8 @@ def node_status(node: Node, view: NodeView, previous: Mapping[str, Any], generat
     if outcome is not None and outcome.duration_seconds is not None:
         status['durationSeconds'] = round(max(outcome.duration_seconds, 0.0), 3)
     started = view.started_at or (observation.started_at if observation is not None else None) or \
-        (outcome.details.get('startedAt') if outcome else None)
-    finished = view.finished_at or (outcome.details.get('finishedAt') if outcome else None)
+        (outcome.details.started_at if outcome else None)
+    finished = view.finished_at or (outcome.details.finished_at if outcome else None)
     if started:
         status['startTime'] = started
     if finished and node.status in ('succeeded', 'buggy', 'failed'):
