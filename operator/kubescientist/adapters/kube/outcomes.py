@@ -11,6 +11,8 @@ tested on recorded objects. The classification:
   eviction, or no pod left at all), the deadline passed before the program ever started, or the
   runtime itself could not run the node (code download failed): infrastructure, retried by the engine
   with a new Job and not counted against the search;
+- the image has no node runtime (its command is not found, the runtime's module is missing): infrastructure,
+  with a reason that names the image and says so, never a buggy program;
 - the image cannot be pulled (``ErrImagePull``, ``ImagePullBackOff``...): not an outcome: the node
   waits, and the run gets a ``Stalled`` condition that says which image and why.
 """
@@ -38,6 +40,10 @@ START_PROBLEMS = frozenset({'CreateContainerConfigError', 'CreateContainerError'
 EVICTION_REASONS = frozenset({'Evicted', 'NodeLost', 'Shutdown', 'NodeShutdown', 'Terminated', 'UnexpectedAdmissionError',
                               'OutOfcpu', 'OutOfmemory', 'OutOfpods', 'NodeAffinity'})
 """Pod-level ``status.reason`` values that mean the machine, not the program, ended the pod."""
+MISSING_COMMAND = ('executable file not found', 'no such file or directory')
+"""What the container runtime says (a StartError) when the image lacks the container's command."""
+START_FAILURES = frozenset({'StartError', 'ContainerCannotRun'})
+"""Terminated reasons of a container whose process never started (the runtime could not exec the command)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,9 +167,27 @@ def _finished_pod(job: RawObject | None, pod: RawObject, seen_running: bool) -> 
         return Observation('finished', f"program {what}", reported, **common)
     if job is not None and _deadline_exceeded(job):
         return _deadline(job, pod, seen_running)
+    spec = (pod.get('spec', {}).get('containers') or [{}])[0]
+    if _lacks_entrypoint(terminated, exit_code, message, spec):
+        command = ' '.join([*spec.get('command', []), *spec.get('args', [])[:2]])
+        reason = (f"the image {spec.get('image', '?')} cannot run `{command}` (not a node-runtime image?): "
+                  f"{terminated.get('reason', 'exit ' + str(exit_code))}: {message.strip()[-REASON_CHARS:]}")
+        where = Details(container_exit_code=exit_code, container_reason=terminated.get('reason'))
+        return Observation('finished', reason, infrastructure(reason, where), **common)
     tail = f": {message.strip()[-REASON_CHARS:]}" if message.strip() else ""
     reason = f"container exited {exit_code} ({terminated.get('reason', 'no reason')}) without a result{tail}"
     return Observation('finished', reason, infrastructure(reason, Details(container_exit_code=exit_code)), **common)
+
+
+def _lacks_entrypoint(terminated: Mapping[str, Any], exit_code: Any, message: str, spec: Mapping[str, Any]) -> bool:
+    """The container's command could not be started (runtime StartError, shell 126/127), or the interpreter has
+    no module of that name (`python -m experiment_runtime` in an image without it): the image is wrong, not
+    the program."""
+    args = list(spec.get('args') or [])
+    if len(args) >= 2 and args[0] == '-m' and f"No module named {args[1]}" in message:
+        return True
+    not_started = terminated.get('reason') in START_FAILURES or exit_code in (126, 127)
+    return not_started and any(sign in message for sign in MISSING_COMMAND)
 
 
 def _deadline_exceeded(job: RawObject) -> bool:
