@@ -26,6 +26,7 @@ from experiment_runtime import Limits, SandboxError, TemplateError, code_hash, e
 from experiment_runtime import load_template, prepare_workdir
 from kubescientist.adapters.llm import AgentStopped, llm_enabled, template_code
 from kubescientist.adapters.local.agent import LocalAgent
+from kubescientist.adapters.local.environment import RequirementsError, node_args
 from kubescientist.adapters.local.executors import Executors, RunnerBusy
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.journal_store import JournalStore
@@ -101,6 +102,10 @@ class LocalRunner:
             except TemplateError as exc:
                 raise RunError(f"spec.template.path: {exc}") from None
             self.space = search_space_of(template)
+        try:  # the run's packages, variables and datasets: a problem here is the run's, before any node runs
+            self.node_args = node_args(run.spec, self.template_root, manifest.parent)
+        except RequirementsError as exc:
+            raise RunError(f"configuration error: {exc}") from None
         self.proposer = OfflineProposer(self.space, run.spec.seed)
         self.agent: LocalAgent | None = None
         if llm_enabled(run.spec):
@@ -280,6 +285,7 @@ class LocalRunner:
                    "--node-dir", str(node_dir), "--config", str(config_path),
                    "--deadline", str(resources.deadline_seconds),
                    "--memory", str(int(parse_quantity(resources.memory)))]
+        command += self.node_args
         if self.sandbox_warning:
             command.append("--keep-root")
         process = self.executors.launch(node.id, command, node_dir / "executor.log",
