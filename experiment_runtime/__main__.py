@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from experiment_runtime import pod
+from experiment_runtime import datasets, pod
 from experiment_runtime.binds import Bind
 from experiment_runtime.disk import private_mount_namespace
 from experiment_runtime.limits import Limits
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "pod":
         return pod.run_pod(args)
+    if args.command == "fetch-dataset":
+        return datasets.main(args)
     # As root the executor mounts the node's scratch tmpfs: in a mount namespace of its own, the mount
     # goes away with the executor even when it is SIGKILLed. Not root: it mounts nothing.
     if os.geteuid() == 0:
@@ -150,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="an environment variable of the program; repeatable")
     run.add_argument("--termination-log", type=Path, default=TERMINATION_LOG, help=argparse.SUPPRESS)
     pod.add_parser(commands)
+    datasets.add_parser(commands)
     return parser
 
 

@@ -2,7 +2,7 @@
 
     python -m experiment_runtime pod --code-url URL [--code-sha256 HEX] --config-json JSON \\
         [--put-url NAME=URL ...] [--put-urls-file FILE] [--deadline SECONDS] \\
-        [--work-dir DIR] [--termination-log PATH] [--keep-root]
+        [--work-dir DIR] [--termination-log PATH] [--keep-root] [--env NAME=VALUE ...] [--dataset PATH ...]
 
 A node's pod holds no credential. Its code arrives as a gzipped tarball behind a presigned GET URL
 (checked against `--code-sha256` when given); its outputs leave through presigned PUT URLs, one per
@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from experiment_runtime.binds import Bind
 from experiment_runtime.limits import Limits
 from experiment_runtime.node import run_node
 from experiment_runtime.result import TERMINATION_MESSAGE_BYTES, NodeResult
@@ -233,7 +234,8 @@ def run_pod(args: argparse.Namespace) -> int:
         code = work / "code"
         unpack(fetch(args.code_url, "the code", args.code_sha256), code)
         limits = Limits(deadline_seconds=args.deadline, drop_privileges=not args.keep_root)
-        result = run_node(code, work / "node", config, limits)
+        result = run_node(code, work / "node", config, limits, env=dict(v.split("=", 1) for v in args.env),
+                          datasets=tuple(Bind(Path(p), Path(p)) for p in args.dataset))
     except (TransferError, OSError, ValueError, SandboxError) as err:
         message = f"cannot run node: {err}"
         print(message, file=sys.stderr)
@@ -260,5 +262,9 @@ def add_parser(commands: Any) -> None:
     pod.add_argument("--termination-log", type=Path,
                      default=env_path(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG),
                      help=f"termination message file (default ${TERMINATION_LOG_ENV} or {DEFAULT_TERMINATION_LOG})")
+    pod.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                     help="an environment variable of the program (spec.runtime.env); repeatable")
+    pod.add_argument("--dataset", action="append", default=[], metavar="PATH",
+                     help="a read-only dataset mount the program sees at the same path; repeatable")
     pod.add_argument("--keep-root", action="store_true", default=os.environ.get(KEEP_ROOT_ENV) == "1",
                      help="when root, do not drop to the sandbox uid (see run-node --keep-root)")

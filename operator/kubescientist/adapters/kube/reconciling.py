@@ -29,7 +29,7 @@ from typing import Any, cast
 
 from experiment_runtime.pod import ARTIFACTS
 from kubescientist.adapters import metrics
-from kubescientist.adapters.kube import manifests, naming, outcomes, persistence, records, statuses
+from kubescientist.adapters.kube import manifests, naming, node_environment, outcomes, persistence, records, statuses
 from kubescientist.adapters.kube.clients import ApiError, Kube
 from kubescientist.adapters.kube.config import Settings
 from kubescientist.adapters.kube.persistence import RunState
@@ -118,6 +118,8 @@ class Reconciler:
             self.runs[(namespace, name)] = state
         state.spec = spec
         state.engine.update_spec(spec)
+        if (missing := node_environment.dataset_problems(self.kube, namespace, spec)) is not None:
+            return self._stalled(run, previous, generation, missing, spec)
 
         selector = naming.run_selector(name)
         jobs = {j['metadata']['name']: j for j in self.kube.list('batch/v1', 'jobs', namespace, selector)}
@@ -369,9 +371,11 @@ class Reconciler:
         code = state.template.code_for(node.config, store)
         urls = {artifact: store.presign_put(store.node_key(node.id, node.attempts, artifact), seconds)
                 for artifact in ARTIFACTS}
-        return manifests.node_job(name, meta['namespace'], manifests.node_owner(node_name, state.node_uids[node_name]),
-                                  state.spec, node, node.attempts, self.settings, store.presign_get(code.key, seconds),
-                                  code.sha256, urls)
+        job = manifests.node_job(name, meta['namespace'], manifests.node_owner(node_name, state.node_uids[node_name]),
+                                 state.spec, node, node.attempts, self.settings, store.presign_get(code.key, seconds),
+                                 code.sha256, urls)
+        return node_environment.apply(job, state.spec, self.settings,
+                                      node_environment.dataset_objects(store, state.spec, seconds))
 
     # -- writeup and review --------------------------------------------------------------------------
 
