@@ -29,7 +29,7 @@ import bisect
 import dataclasses
 import random
 
-from kubescientist.core.journal import Journal, Node, NodeConfig, NodeStatus, Outcome, StageRecord
+from kubescientist.core.journal import CONFIGURATION_ERROR, Journal, Node, NodeConfig, NodeStatus, Outcome, StageRecord
 from kubescientist.core.objective import ObjectiveMissing, objective_value, seed_stats, sort_key
 from kubescientist.core.plan import Plan, Proposal
 from kubescientist.core.spec import STAGE_NAMES, Action, RunSpec, StageName
@@ -181,6 +181,18 @@ class Engine:
         if self._stop_reason is None:
             self._stop(reason)
 
+    def fail(self, reason: str) -> None:
+        """End the run as failed for a reason no node can fix (a configuration error): nothing new starts,
+        nodes not yet running never will, nodes running still finish and are recorded."""
+        if self.journal.phase != "searching":
+            return
+        self._stop_reason = reason
+        for node in list(self.journal.nodes.values()):
+            if node.status == "pending":
+                node.outcome = Outcome(buggy=False, reason=f"not run: {reason}")
+                self.journal.set_status(node, "failed")
+        self._finish("failed", reason)
+
     def judge(self, stage: StageName, best: str, reason: str) -> None:
         """The judge's pick of a stage's best node; a pick that is not a candidate falls back to the metric."""
         record = self.journal.stage(stage)
@@ -211,6 +223,11 @@ class Engine:
     def complete(self, node_id: str, outcome: Outcome) -> Node:
         """Fold a finished node's outcome into the tree and advance stages."""
         node = self.journal.nodes[node_id]
+        if outcome.details.get(CONFIGURATION_ERROR):
+            node.outcome = outcome
+            self.journal.set_status(node, "failed")
+            self.fail(outcome.reason or "configuration error")
+            return node
         if outcome.infrastructure:
             if node.attempts < MAX_ATTEMPTS:
                 self.journal.set_status(node, "pending")

@@ -50,6 +50,10 @@ class NodeConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
+CONFIGURATION_ERROR = "configurationError"
+"""An ``Outcome.details`` key: the run's configuration cannot work (its image lacks a requirement); the run fails."""
+
+
 @dataclasses.dataclass
 class Outcome:
     """What a finished node reported, as the engine sees it."""

@@ -96,3 +96,24 @@ def test_path_only_dataset_is_a_stall_in_a_cluster() -> None:
     cluster = Cluster(spec={"datasets": [{"name": "local", "path": "data"}]})
     reconcile(operator(cluster), cluster)
     assert "spec.datasets[0] (local): only a local path is given" in cluster.run["status"]["message"]
+
+
+def test_image_lacking_a_requirement_fails_the_run_with_no_buggy_node_and_no_retry() -> None:
+    cluster = Cluster(spec={"runtime": {"requirements": ["scipy>=1.11"]}})
+    reconciler = operator(cluster)
+    reconcile(reconciler, cluster)
+    cluster.start_pods()
+    (job_name,) = cluster.jobs()
+    args = pod_of(cluster.jobs()[job_name])["containers"][0]["args"]
+    assert args[args.index("--requirement") + 1] == "scipy>=1.11"
+    text = ("configuration error: the node image lacks the requirement(s) scipy>=1.11 (not installed) (from the "
+            "template's requirements.txt or spec.runtime.requirements); build an image FROM it with "
+            "`RUN pip install 'scipy>=1.11'` and set spec.runtime.image to it")
+    cluster.finish(job_name, json.dumps({"status": "error", "configuration": True, "message": text}), exit_code=1)
+    for _ in range(3):
+        reconcile(reconciler, cluster)
+    status = cluster.run["status"]
+    assert status["phase"] == "Failed" and "lacks the requirement(s) scipy>=1.11" in status["message"]
+    assert list(cluster.jobs()) == [job_name]  # not retried, nothing debugged
+    nodes = cluster.kube.of("experimentnodes")
+    assert [n["status"]["phase"] for n in nodes.values()] == ["Failed"]

@@ -10,6 +10,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -179,3 +180,34 @@ def test_a_dataset_object_that_cannot_be_fetched_is_named(bucket: tuple[str, dic
     url, _ = bucket
     done = fetch_dataset(tmp_path / "ds", 100, [{"path": "x/y.bin", "size": 3, "url": f"{url}/missing?sig"}])
     assert done.returncode == 1 and "dataset file x/y.bin" in done.stderr
+
+
+def test_a_requirement_the_image_lacks_is_a_configuration_error(bucket: tuple[str, dict[str, bytes]],
+                                                                 tmp_path: Path) -> None:
+    base, objects = bucket
+    code = tmp_path / "template"
+    shutil.copytree(TEMPLATE, code)
+    (code / "requirements.txt").write_text("pyyaml\nkubescientist-absent-4711>=2  # the model zoo\n")
+    objects["/code.tar.gz"] = pod.pack(code)
+    proc, message = run_pod(tmp_path, "--code-url", f"{base}/code.tar.gz", "--config-json", '{"seed": 0}',
+                            "--requirement", "psutil>=999", f"--put-url=result.json={base}/out/result.json")
+    assert proc.returncode == 1
+    report = json.loads(message)
+    assert report["status"] == "error" and report["configuration"] is True
+    text = report["message"]
+    assert "kubescientist-absent-4711>=2 (not installed)" in text and "psutil>=999 (installed: " in text
+    assert "pyyaml" not in text.split("build an image")[0]  # what the image has is not named
+    assert "RUN pip install 'kubescientist-absent-4711>=2' 'psutil>=999'" in text and "spec.runtime.image" in text
+    assert "/out/result.json" not in objects  # the program never ran
+
+
+def test_requirements_the_image_holds_let_the_node_run(bucket: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    base, objects = bucket
+    code = tmp_path / "template"
+    shutil.copytree(TEMPLATE, code)
+    (code / "requirements.txt").write_text("pyyaml>=5\n")
+    objects["/code.tar.gz"] = pod.pack(code)
+    proc, message = run_pod(tmp_path, "--code-url", f"{base}/code.tar.gz", "--config-json", '{"seed": 0}',
+                            "--requirement", "psutil")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(message)["status"] == "succeeded"

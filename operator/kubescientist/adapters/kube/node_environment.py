@@ -73,6 +73,8 @@ def apply(job: Mapping[str, Any], spec: RunSpec, settings: Settings, objects: Da
         container['imagePullPolicy'] = runtime.image_pull_policy
     for name, value in runtime.env:
         container['args'] += ['--env', f'{name}={value}']
+    for requirement in runtime.requirements:
+        container['args'] += ['--requirement', requirement]
     for dataset in spec.datasets:
         volume = f'dataset-{dataset.name}'
         if dataset.claim_name is not None:

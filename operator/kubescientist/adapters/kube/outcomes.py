@@ -11,6 +11,8 @@ tested on recorded objects. The classification:
   eviction, or no pod left at all), the deadline passed before the program ever started, or the
   runtime itself could not run the node (code download failed): infrastructure, retried by the engine
   with a new Job and not counted against the search;
+- the runtime found the image lacking a requirement of the run: a configuration error, which fails the
+  run (``CONFIGURATION_ERROR``): no node is buggy and none is debugged or retried;
 - the image cannot be pulled (``ErrImagePull``, ``ImagePullBackOff``...): not an outcome: the node
   waits, and the run gets a ``Stalled`` condition that says which image and why.
 """
@@ -22,7 +24,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from kubescientist.core.journal import Outcome
+from kubescientist.core.journal import CONFIGURATION_ERROR, Outcome
 
 State = Literal['missing', 'pending', 'running', 'finished']
 RawObject = Mapping[str, Any]
@@ -166,6 +168,10 @@ def _finished_pod(job: RawObject | None, pod: RawObject, seen_running: bool) -> 
         reason = "out of memory: the container exceeded its memory limit" + (f" of {limit}" if limit else "") + \
                  " and was OOM-killed"
         outcome = Outcome(buggy=True, reason=reason, details={'exitCode': exit_code, 'containerReason': 'OOMKilled'})
+        return Observation('finished', reason, outcome, **common)
+    if report is not None and report.get('status') == 'error' and report.get('configuration') is True:
+        reason = str(report.get('message', 'configuration error'))[:REASON_CHARS]
+        outcome = Outcome(buggy=False, reason=reason, details={'exitCode': exit_code, CONFIGURATION_ERROR: True})
         return Observation('finished', reason, outcome, **common)
     if report is not None and report.get('status') == 'error':
         reason = f"the node runtime could not run the node: {report.get('message', '')}"
