@@ -32,6 +32,7 @@ import random
 from kubescientist.core.journal import CONFIGURATION_ERROR, Journal, Node, NodeConfig, NodeStatus, Outcome, StageRecord
 from kubescientist.core.objective import ObjectiveMissing, objective_value, seed_stats, sort_key
 from kubescientist.core.plan import Plan, Proposal
+from kubescientist.core.stats import fmt_stats
 from kubescientist.core.spec import STAGE_NAMES, Action, RunSpec, StageName
 from kubescientist.core.summary import run_best
 
@@ -342,6 +343,12 @@ class Engine:
             note += f" (seed runs of {', '.join(waiting)} cut short: {self._stop_reason})"
         self._conclude_stage(record, self.journal.nodes[scored[0][2]], f"{record.end_reason}; {note}")
 
+    def _result_of(self, node: Node) -> str:
+        """A node's metric as reported: its seed mean ± s.e. over its good runs, never one lucky seed."""
+        values = self._seed_values(node.id)
+        stats = seed_stats(values) if values else None
+        return f"{self.spec.objective.metric} {fmt_stats(stats, node.metric)}"
+
     def _seed_values(self, node_id: str) -> list[float]:
         node = self.journal.nodes[node_id]
         runs = [node, *self.journal.seed_runs(node_id)]
@@ -367,7 +374,7 @@ class Engine:
             record.seed_nodes = [n.id for n in journal.seed_runs(best.id)]
         kept = " (no node of this stage beat its root)" if best.id == record.root else ""
         journal.record("stage-ended", f"stage {record.name} ends ({reason}); best {best.id} "
-                       f"{self.spec.objective.metric}={best.metric:.6g}{kept}", record.name)
+                       f"{self._result_of(best)}{kept}", record.name)
         following = [s for s in journal.stages if s.status in ("waiting", "searching")]
         if following and following[0].status == "searching":
             self._confirm_root(following[0], best)  # it started early: it goes on even after a stop
@@ -411,8 +418,7 @@ class Engine:
             return
         best = self.best()
         assert best is not None
-        self._finish("succeeded", f"search complete; best node {best.id} "
-                     f"({self.spec.objective.metric}={best.metric:.6g})")
+        self._finish("succeeded", f"search complete; best node {best.id} ({self._result_of(best)})")
 
     def _finish(self, phase: str, message: str) -> None:
         assert phase in ("succeeded", "failed")
@@ -579,8 +585,8 @@ class Engine:
             following.provisional_root = leader.id
             why = "the seed runs of its contenders" if stage.contenders else "its last search nodes"
             self.journal.record("stage-started-early", f"stage {following.name} starts early from {leader.id}, "
-                                f"the provisional best of stage {stage.name} ({self.spec.objective.metric}="
-                                f"{leader.metric:.6g}), while {why} run: slots would idle otherwise; should "
+                                f"the provisional best of stage {stage.name} ({self._result_of(leader)}), "
+                                f"while {why} run: slots would idle otherwise; should "
                                 f"another node become the best, the stage is re-rooted on it", following.name)
             self._begin_stage(following, root=leader.id)
         return self._search_plan(following)

@@ -170,6 +170,11 @@ def test_the_run_best_compares_seed_means_not_single_runs() -> None:
     assert best is not None and best.id == journal.stage("initial").best == "n0000"
     assert journal.phase == "succeeded"
     assert "best node n0000" in journal.message
+    # The messages quote seed means, never the lucky single runs.
+    assert "(acc 0.8 (n=3, identical: the program ignores its seed))" in journal.message
+    # With one seed candidate a stage ends before its best is re-seeded: the message says it is one run.
+    tuning_end = [e.message for e in journal.events if e.kind == "stage-ended" and e.stage == "tuning"]
+    assert tuning_end and tuning_end[0].endswith("best n0003 acc 0.85 (single run)")
     summary = summarize(run, journal)
     assert summary["best"]["node"] == "n0000"
     seeds = summary["best"]["seeds"]

@@ -98,7 +98,14 @@ def _of_run(run_dir: Path) -> list[psutil.Process]:
 
 
 def _programs_running(run_dir: Path) -> int:
-    return sum(1 for p in _of_run(run_dir) if "experiment.py" in " ".join(p.cmdline()) and p.cmdline()[0] != "bwrap")
+    running = 0
+    for proc in _of_run(run_dir):
+        try:  # it may have exited since it was listed
+            command = proc.cmdline()
+        except psutil.Error:
+            continue
+        running += "experiment.py" in " ".join(command) and command[0] != "bwrap"
+    return running
 
 
 def _finished(run_dir: Path) -> dict[str, str]:
