@@ -217,6 +217,10 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
         return Observation('missing', "no Job")
     pod = latest_pod(pods)
     phase = pod.get('status', {}).get('phase') if pod is not None else None
+    if job.get('spec', {}).get('suspend') and condition(job, 'Complete') is None and phase != 'Succeeded':
+        # Kueue suspended the Job (not admitted yet, or preempted): a pod it ended is not the node's outcome,
+        # and the same Job runs again once admitted.
+        return Observation('pending', "queued: the Job is suspended, waiting for admission (Kueue)")
     if pod is not None and phase in ('Succeeded', 'Failed'):
         return _finished_pod(job, pod, seen_running)
     if _deadline_exceeded(job):
@@ -231,8 +235,6 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
         return Observation('finished', "Job complete but its pod is gone: the result is lost",
                            _infrastructure("pod of the completed Job is gone; its termination message is lost",
                                            job=job['metadata']['name']))
-    if job.get('spec', {}).get('suspend'):
-        return Observation('pending', "queued: the Job is suspended (by Kueue or by hand)")
     if pod is None:
         return Observation('pending', "waiting for the Job controller to create the pod")
     return _waiting_pod(pod)

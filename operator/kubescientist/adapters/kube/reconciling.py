@@ -29,7 +29,8 @@ from typing import Any, cast
 
 from experiment_runtime.pod import ARTIFACTS
 from kubescientist.adapters import metrics
-from kubescientist.adapters.kube import manifests, naming, node_environment, outcomes, persistence, records, statuses
+from kubescientist.adapters.kube import (manifests, naming, node_environment, outcomes, persistence, queueing,
+                                        records, statuses)
 from kubescientist.adapters.kube.clients import ApiError, Kube
 from kubescientist.adapters.kube.config import Settings
 from kubescientist.adapters.kube.persistence import RunState
@@ -374,8 +375,9 @@ class Reconciler:
         job = manifests.node_job(name, meta['namespace'], manifests.node_owner(node_name, state.node_uids[node_name]),
                                  state.spec, node, node.attempts, self.settings, store.presign_get(code.key, seconds),
                                  code.sha256, urls)
-        return node_environment.apply(job, state.spec, self.settings,
-                                      node_environment.dataset_objects(store, state.spec, seconds))
+        job = node_environment.apply(job, state.spec, self.settings,
+                                     node_environment.dataset_objects(store, state.spec, seconds))
+        return queueing.queued(job, state.spec, node.action)
 
     # -- writeup and review --------------------------------------------------------------------------
 
