@@ -262,7 +262,7 @@ NAMESPACED: set[Rule] = {
     ("batch", "jobs", "get"), ("batch", "jobs", "list"), ("batch", "jobs", "watch"), ("batch", "jobs", "create"),
     ("", "pods", "list"), ("", "pods", "watch"),
     ("", "events", "create"),
-    ("", "configmaps", "get"), ("", "secrets", "get"),
+    ("", "configmaps", "get"), ("", "secrets", "get"), ("", "persistentvolumeclaims", "get"),
 }
 CLUSTER: set[Rule] = {("apiextensions.k8s.io", "customresourcedefinitions", "list"),
                       ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}
