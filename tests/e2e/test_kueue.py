@@ -68,32 +68,33 @@ class AdmissionWatch:
         self.cluster, self.namespace = cluster, namespace
         self.peak_gpus = 0
         self.latencies: dict[str, float] = {}
+        self.errors: list[str] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.stop.is_set():
             try:
-                items = get(self.cluster, "workloads.kueue.x-k8s.io", self.namespace)["items"]
-            except Exception:  # noqa: BLE001 - a failed poll is retried
-                time.sleep(0.5)
-                continue
-            admitted = 0
-            for workload in items:
-                conditions = {c["type"]: c for c in workload.get("status", {}).get("conditions", [])}
-                ok = conditions.get("Admitted", {}).get("status") == "True"
-                done = conditions.get("Finished", {}).get("status") == "True"
-                if ok and not done:
-                    for pod_set in workload["spec"]["podSets"]:
-                        for container in pod_set["template"]["spec"]["containers"]:
-                            gpus = container.get("resources", {}).get("requests", {}).get("nvidia.com/gpu", 0)
-                            admitted += int(gpus) * int(pod_set.get("count", 1))
-                if "Admitted" in conditions and workload["metadata"]["name"] not in self.latencies:
-                    self.latencies[workload["metadata"]["name"]] = (
-                        _stamp(conditions["Admitted"]["lastTransitionTime"])
-                        - _stamp(workload["metadata"]["creationTimestamp"]))
-            self.peak_gpus = max(self.peak_gpus, admitted)
+                self._poll()
+            except Exception as err:  # noqa: BLE001 - a failed poll is retried, and reported if they all fail
+                self.errors.append(repr(err))
             time.sleep(0.3)
+
+    def _poll(self) -> None:
+        admitted = 0
+        for workload in get(self.cluster, "workloads.kueue.x-k8s.io", self.namespace)["items"]:
+            status = workload.get("status") or {}
+            conditions = {c["type"]: c for c in status.get("conditions") or []}
+            ok = conditions.get("Admitted", {}).get("status") == "True"
+            done = conditions.get("Finished", {}).get("status") == "True"
+            if ok and not done:
+                # What Kueue charged against the ClusterQueue for this workload.
+                for assignment in (status.get("admission") or {}).get("podSetAssignments") or []:
+                    admitted += int((assignment.get("resourceUsage") or {}).get("nvidia.com/gpu", 0))
+            if ok and workload["metadata"]["name"] not in self.latencies:
+                self.latencies[workload["metadata"]["name"]] = (
+                    _stamp(conditions["Admitted"]["lastTransitionTime"]) - _stamp(workload["metadata"]["creationTimestamp"]))
+        self.peak_gpus = max(self.peak_gpus, admitted)
 
 
 def test_two_runs_share_a_gpu_quota_smaller_than_their_parallelism(
@@ -124,7 +125,7 @@ def test_two_runs_share_a_gpu_quota_smaller_than_their_parallelism(
     elapsed = time.monotonic() - started
 
     # Never more GPUs admitted than the quota, and never more node pods running at once than it holds.
-    assert 0 < watch.peak_gpus <= GPU_QUOTA
+    assert 0 < watch.peak_gpus <= GPU_QUOTA, watch.errors[-3:]
     most_at_once = max(sum(1 for b in runs if b.started <= a.started < b.finished) for a in runs)
     assert most_at_once * GPUS_PER_NODE_POD <= GPU_QUOTA
     # Every node Job went through Kueue, once: one Workload per Job, no node run twice.
@@ -138,3 +139,59 @@ def test_two_runs_share_a_gpu_quota_smaller_than_their_parallelism(
         f"{elapsed:.0f}s; peak admitted GPUs {watch.peak_gpus}; admission latency (Workload created -> Admitted, 1 s "
         f"resolution) median {statistics.median(latencies):.0f}s, max {max(latencies):.0f}s over {len(latencies)}")
     print(json.dumps({"peakGpus": watch.peak_gpus, "latencies": latencies}))
+
+
+def test_a_higher_priority_run_preempts_an_exploratory_node_which_runs_again(
+        cluster: Any, restricted_namespace: str, kueue: kueue_manager.KueueProcess, operator: Any,
+        tmp_path: Path) -> None:
+    namespace = restricted_namespace
+    queues(cluster, namespace)
+    cluster.kubectl("patch", "clusterqueue", f"{namespace}-cq", "--type=merge", "-p",
+                    json.dumps({"spec": {"preemption": {"withinClusterQueue": "LowerPriority"}}}))
+    cluster.apply([{"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "WorkloadPriorityClass",
+                    "metadata": {"name": f"{namespace}-{name}"}, "value": value}
+                   for name, value in (("explore", 10), ("urgent", 1000))])
+    small = [{"name": n, "maxNodes": 1} for n in ("initial", "tuning", "research", "ablation")]
+    with KubeletHarness(cluster.kubeconfig, [namespace], parallel=4, hold_seconds=12.0) as harness:
+        apply_file(cluster, research_run("low", namespace, cluster, queueName=QUEUE, stages=small,
+                                         queuePriority={"search": f"{namespace}-explore"},
+                                         writeup={"enabled": False}, review={"enabled": False}), tmp_path)
+        cluster.wait_for("a low-priority node running", lambda: any(
+            r.labels.get("kubescientist.io/run") == "low" and r.started for r in harness.runs.values()), 120)
+        apply_file(cluster, research_run("high", namespace, cluster, queueName=QUEUE, stages=small, seeds=0,
+                                         search={"parallelism": 2, "drafts": 2},
+                                         queuePriority={"search": f"{namespace}-urgent"},
+                                         writeup={"enabled": False}, review={"enabled": False}), tmp_path)
+
+        def preempted() -> bool:
+            for workload in get(cluster, "workloads.kueue.x-k8s.io", namespace)["items"]:
+                for c in workload.get("status", {}).get("conditions", []):
+                    if c["type"] in ("Evicted", "Preempted") and c["status"] == "True":
+                        return True
+            return False
+
+        cluster.wait_for("Kueue to preempt a low-priority workload", preempted, 120)
+        deadline = time.monotonic() + 420
+        phases: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            phases = {n: get(cluster, "researchrun", namespace, n).get("status", {}).get("phase", "")
+                      for n in ("low", "high")}
+            if all(p in ("Succeeded", "Failed") for p in phases.values()):
+                break
+            time.sleep(1)
+        assert phases == {"low": "Succeeded", "high": "Succeeded"}, (
+            f"{phases}\nkueue:\n{kueue.tail()}\noperator:\n{operator.tail()}\nharness: {harness.errors}")
+        runs = list(harness.runs.values())
+    # The preempted node ran again in the same Job (two containers for one Job), and finished; nothing duplicated.
+    per_job: dict[str, int] = {}
+    for run in runs:
+        per_job[run.labels.get("batch.kubernetes.io/job-name", "")] = per_job.get(
+            run.labels.get("batch.kubernetes.io/job-name", ""), 0) + 1
+    rerun = [job for job, count in per_job.items() if count > 1]
+    assert rerun and all(job.startswith("low-") for job in rerun), per_job
+    nodes = get(cluster, "experimentnodes", namespace)["items"]
+    jobs = get(cluster, "jobs", namespace, selector="kubescientist.io/role=node")["items"]
+    assert len(jobs) == len(nodes) and all(n["status"]["attempts"] == 1 for n in nodes)
+    assert all(n["status"]["phase"] == "Succeeded" for n in nodes), [n["status"] for n in nodes]
+    say(f"[e2e kueue] preemption: {len(rerun)} low-priority node(s) preempted and re-run in the same Job; "
+        f"{len(nodes)} nodes, {len(jobs)} Jobs")
