@@ -149,18 +149,29 @@ def test_a_higher_priority_run_preempts_an_exploratory_node_which_runs_again(
     cluster.kubectl("patch", "clusterqueue", f"{namespace}-cq", "--type=merge", "-p",
                     json.dumps({"spec": {"preemption": {"withinClusterQueue": "LowerPriority"}}}))
     cluster.apply([{"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "WorkloadPriorityClass",
-                    "metadata": {"name": f"{namespace}-{name}"}, "value": value}
-                   for name, value in (("explore", 10), ("urgent", 1000))])
+                    "metadata": {"name": name}, "value": value}
+                   for name, value in (("ks-explore", 10), ("ks-urgent", 1000))])
     small = [{"name": n, "maxNodes": 1} for n in ("initial", "tuning", "research", "ablation")]
-    with KubeletHarness(cluster.kubeconfig, [namespace], parallel=4, hold_seconds=12.0) as harness:
-        apply_file(cluster, research_run("low", namespace, cluster, queueName=QUEUE, stages=small,
-                                         queuePriority={"search": f"{namespace}-explore"},
+    with KubeletHarness(cluster.kubeconfig, [namespace], parallel=4, hold_seconds=20.0) as harness:
+        # Two drafts at once: the low run alone fills the 10-GPU quota.
+        apply_file(cluster, research_run("low", namespace, cluster, queueName=QUEUE,
+                                         stages=[{"name": "initial", "maxNodes": 2}, *small[1:]],
+                                         search={"parallelism": 2, "drafts": 2}, seeds=0,
+                                         queuePriority={"search": "ks-explore"},
                                          writeup={"enabled": False}, review={"enabled": False}), tmp_path)
-        cluster.wait_for("a low-priority node running", lambda: any(
-            r.labels.get("kubescientist.io/run") == "low" and r.started for r in harness.runs.values()), 120)
+        try:
+            cluster.wait_for("two low-priority nodes running", lambda: sum(
+                1 for r in harness.runs.values() if r.labels.get("kubescientist.io/run") == "low" and r.started) >= 2,
+                120)
+        except Exception as err:
+            workloads = get(cluster, "workloads.kueue.x-k8s.io", namespace)["items"]
+            jobs = get(cluster, "jobs", namespace)["items"]
+            pytest.fail(f"{err}\nworkloads: {json.dumps([w.get('status') for w in workloads])[:3000]}\n"
+                        f"jobs: {json.dumps([(j['metadata']['name'], j['metadata']['labels'], j['spec'].get('suspend')) for j in jobs])}\n"
+                        f"operator: {operator.tail(40)}\nharness: {harness.errors}")
         apply_file(cluster, research_run("high", namespace, cluster, queueName=QUEUE, stages=small, seeds=0,
-                                         search={"parallelism": 2, "drafts": 2},
-                                         queuePriority={"search": f"{namespace}-urgent"},
+                                         search={"parallelism": 2, "drafts": 1},
+                                         queuePriority={"search": "ks-urgent"},
                                          writeup={"enabled": False}, review={"enabled": False}), tmp_path)
 
         def preempted() -> bool:
