@@ -9,13 +9,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
 
-.PHONY: demo test unit lint typecheck e2e bench clean help tex prom tools sandbox-tools browser
+.PHONY: demo test unit lint typecheck e2e bench bench-operator clean help tex prom tools sandbox-tools browser
 
 help:
 	@echo "make demo   - run examples/quickstart.yaml locally, offline (results under $(WORKDIR)/)"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make e2e    - only the e2e suite on the real test control plane"
 	@echo "make bench  - measure the node executor's overhead"
+	@echo "make bench-operator - the operator at scale on the test control plane (reaction, RSS, API writes)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +86,10 @@ bench: $(STAMP) sandbox-tools
 	$(PY) benchmarks/executor_overhead.py
 	$(PY) benchmarks/idle_slots.py
 	$(PY) benchmarks/engine_scale.py
+
+# Starts the test control plane with 100 fake GPU nodes and ~1,000 ExperimentNodes: minutes, not for `make test`.
+bench-operator: $(STAMP)
+	$(PY) benchmarks/operator_scale.py
 
 clean:
 	rm -rf $(VENV) $(WORKDIR) .mypy_cache .pytest_cache

@@ -14,7 +14,7 @@ from experiment_runtime.metrics import (
     read_metrics,
 )
 from experiment_runtime.node import code_hash, run_node
-from experiment_runtime.result import NodeResult, NodeStatus, load_result
+from experiment_runtime.result import NodeResult, NodeStatus, load_result, parse_result
 from experiment_runtime.sandbox import Execution, SandboxError, execute, prepare_workdir
 from experiment_runtime.template import (
     Hyperparameter,
@@ -46,6 +46,7 @@ __all__ = [
     "execute",
     "from_final_info",
     "load_result",
+    "parse_result",
     "load_template",
     "parse_metrics",
     "prepare_workdir",

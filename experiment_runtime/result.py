@@ -126,9 +126,15 @@ def load_result(node_dir: Path) -> NodeResult:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: invalid JSON: {err}") from err
+    return parse_result(data, str(path))
+
+
+def parse_result(data: Any, where: str) -> NodeResult:
+    """A result record (``NodeResult.to_json()``) read back; raises ValueError naming ``where`` and the field."""
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: must be a JSON object")
-    check = _Fields(path, data)
+        raise ValueError(f"{where}: must be a JSON object")
+    path = where
+    check = _Fields(where, data)
     metrics = None
     if data.get("metrics") is not None:
         try:
@@ -172,7 +178,7 @@ def _one_line(message: dict[str, Any]) -> str:
 class _Fields:
     """Typed reads of result.json fields, each failure naming the file and the field."""
 
-    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+    def __init__(self, path: str, data: dict[str, Any]) -> None:
         self.path = path
         self.data = data
 

@@ -13,7 +13,9 @@ from rich.console import Console
 
 from kubescientist.adapters.llm import llm_enabled
 from kubescientist.adapters.local.agent import PaperAgent
+from kubescientist.adapters.local.campaign import CampaignStopped, LocalCampaign, RunFailed
 from kubescientist.adapters.local.files import write_json
+from kubescientist.adapters.local.gates import GatePaused, approve_gate
 from kubescientist.adapters.local.journal_store import JournalStore
 from kubescientist.adapters.local.progress import RichReporter
 from kubescientist.adapters.local.rundir import RunDir
@@ -26,6 +28,7 @@ from kubescientist.agent.ideas import Ideator, load_ideas, merge_ideas, parse_to
 from kubescientist.agent.literature import source_from_env
 from kubescientist.agent.llm import LLMClient
 from kubescientist.agent.reviewing import DEFAULT_REFLECTIONS, Example, review_team
+from kubescientist.core.campaign import CampaignIdea
 from kubescientist.core.summary import describe_best, run_best
 from kubescientist.paper import LatexBuildError, RecordsError, ToolMissing, load_literature, write_paper
 from kubescientist.review import BenchError, Columns, DecisionRule, ReviewReport, SubmissionError, abench, bench
@@ -35,6 +38,8 @@ from kubescientist.core.spec import LLMSettings, RunSpec
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_PAUSED = 3
+"""A run (or a campaign's run) waits at a stage gate for approval; --resume goes on once approved."""
 EXIT_INTERRUPTED = 130
 
 
@@ -58,7 +63,10 @@ def run(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool) -> None:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(EXIT_BAD_INPUT)
     try:
-        summary = runner.execute()
+        succeeded = _finish_run(console, runner)
+    except GatePaused as exc:
+        console.print(f"[yellow]paused[/]: {exc}", highlight=False)
+        sys.exit(EXIT_PAUSED)
     except KeyboardInterrupt:
         console.print(f"\n[yellow]interrupted[/]: finished nodes are kept in {runner.run_dir.journal}; continue "
                       f"with: kubescientist run {manifest} --workdir {workdir} --resume", highlight=False)
@@ -66,6 +74,13 @@ def run(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool) -> None:
     except RunError as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(EXIT_FAILED)
+    if not succeeded:
+        sys.exit(EXIT_FAILED)
+
+
+def _finish_run(console: Console, runner: LocalRunner) -> bool:
+    """The search, then the paper and its review, then tree.html; whether the search succeeded."""
+    summary = runner.execute()
     journal = runner.engine.journal
     console.print(f"results: {runner.run_dir.root}  (summary.json, journal.json, nodes/, tree.html)",
                   highlight=False)
@@ -79,7 +94,54 @@ def run(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool) -> None:
     runner.run_dir.tree_html.write_text(local_page(runner.run_dir.root, journal, runner.run.name))
     if accounts:
         console.print(describe_llm(accounts), highlight=False)
-    if journal.phase != "succeeded":
+    return journal.phase == "succeeded"
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=pathlib.Path))
+@click.option("--workdir", type=click.Path(path_type=pathlib.Path), default=pathlib.Path("runs"),
+              show_default=True, help="Where the campaign's folder <workdir>/<campaign-name>/ is written.")
+@click.option("--resume", is_flag=True, help="Continue the campaign in <workdir>/<campaign-name>/, re-reading the "
+                                             "manifest's approvals.")
+@click.option("--approvals", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              help="Manual approval: a file with one idea name a line to approve (-name rejects).")
+def campaign(manifest: pathlib.Path, workdir: pathlib.Path, resume: bool, approvals: pathlib.Path | None) -> None:
+    """Run a ResearchCampaign MANIFEST locally: a ResearchRun per approved idea, then campaign.html."""
+    console = Console()
+
+    def execute(run_manifest: pathlib.Path, run_workdir: pathlib.Path, resume_run: bool) -> None:
+        try:
+            runner = LocalRunner(run_manifest, run_workdir, RichReporter(console), resume=resume_run)
+            if not _finish_run(console, runner):
+                console.print(f"[red]run failed[/]: {runner.engine.journal.message}", highlight=False)
+        except (ManifestError, RunError) as exc:
+            raise RunFailed(str(exc)) from None
+        except GatePaused as exc:
+            raise CampaignStopped(f"run {run_manifest.stem} paused: {exc}") from None
+
+    def ask(idea: CampaignIdea) -> bool | None:
+        answer = click.prompt(f"approve idea {idea.name} ({idea.title})? [y]es, [n]o, [l]ater", default="l",
+                              type=click.Choice(["y", "n", "l"]), show_choices=False)
+        return {"y": True, "n": False}.get(answer)
+
+    try:
+        local = LocalCampaign(manifest, workdir, execute, resume=resume, approvals=approvals,
+                              ask=ask if sys.stdin.isatty() else None,
+                              say=lambda text: console.print(text, highlight=False))
+    except (ManifestError, CampaignStopped) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_BAD_INPUT)
+    try:
+        step = local.execute_all()
+    except KeyboardInterrupt:
+        console.print(f"\n[yellow]interrupted[/]: continue with: kubescientist campaign {manifest} --workdir "
+                      f"{workdir} --resume", highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
+    except (CampaignStopped, ManifestError) as exc:
+        console.print(f"[yellow]stopped[/]: {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+    console.print(f"campaign: {local.folder.html}", highlight=False)
+    if step.phase != "Succeeded":
         sys.exit(EXIT_FAILED)
 
 
@@ -150,6 +212,18 @@ def _close(agent: PaperAgent | None) -> dict[str, Any] | None:
         return agent.save()
     finally:
         agent.close()
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path))
+@click.argument("stage", type=click.Choice(["initial", "tuning", "research"]))
+def approve(run_dir: pathlib.Path, stage: str) -> None:
+    """Approve STAGE of the local run in RUN_DIR that waits at a stage gate; continue it with --resume."""
+    try:
+        click.echo(approve_gate(run_dir, stage))
+    except ManifestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 @main.command()

@@ -34,7 +34,8 @@ def test_crds_are_accepted_and_established(cluster: Cluster, kubescientist_crds:
         conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
         assert conditions.get("Established") == "True" and conditions.get("NamesAccepted") == "True", conditions
     resources = cluster.kubectl("api-resources", "--api-group=kubescientist.io", "-o", "name").stdout.split()
-    assert sorted(resources) == ["experimentnodes.kubescientist.io", "researchruns.kubescientist.io"]
+    assert sorted(resources) == ["experimentnodes.kubescientist.io", "researchcampaigns.kubescientist.io",
+                                 "researchruns.kubescientist.io"]
 
 
 def test_quickstart_applies(cluster: Cluster, kubescientist_crds: list[str], namespace: str) -> None:

@@ -260,9 +260,17 @@ NAMESPACED: set[Rule] = {
     ("kubescientist.io", "researchruns/finalizers", "update"),
     ("kubescientist.io", "experimentnodes/finalizers", "update"),
     ("batch", "jobs", "get"), ("batch", "jobs", "list"), ("batch", "jobs", "watch"), ("batch", "jobs", "create"),
+    ("batch", "jobs", "patch"),  # ttlSecondsAfterFinished once the node's outcome is saved
     ("", "pods", "list"), ("", "pods", "watch"),
     ("", "events", "create"),
     ("", "configmaps", "get"), ("", "secrets", "get"), ("", "persistentvolumeclaims", "get"),
+    # Campaigns: kopf's daemon per campaign (list, watch, patch), the controller's runs, status and the
+    # ConfigMap of each round's proposed ideas; runs and ConfigMaps are owned by their campaign.
+    ("kubescientist.io", "researchruns", "create"),
+    ("kubescientist.io", "researchcampaigns", "list"), ("kubescientist.io", "researchcampaigns", "watch"),
+    ("kubescientist.io", "researchcampaigns", "patch"), ("kubescientist.io", "researchcampaigns/status", "patch"),
+    ("kubescientist.io", "researchcampaigns/finalizers", "update"),
+    ("", "configmaps", "list"), ("", "configmaps", "create"),
 }
 CLUSTER: set[Rule] = {("apiextensions.k8s.io", "customresourcedefinitions", "list"),
                       ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}
@@ -402,6 +410,7 @@ def metric_families() -> set[str]:
     registry.llm_usage("code", "m", 1, 1, 0.1)
     registry.api_error("get", "pods", 500)
     registry.reconcile_finished(0.1, True)
+    registry.campaign_observed("ns", "c", {"running": 1}, 1, 0.1, 1.0)
     return {s.name for f in text_string_to_metric_families(registry.exposition().decode()) for s in f.samples}
 
 

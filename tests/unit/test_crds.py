@@ -8,6 +8,7 @@ shape, bounded status, and that the same openAPIV3Schema works for the local run
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -54,7 +55,7 @@ def en_crd() -> dict[str, Any]:
     return _load("experimentnode.yaml")
 
 
-@pytest.fixture(scope="module", params=["researchrun.yaml", "experimentnode.yaml"])
+@pytest.fixture(scope="module", params=["researchrun.yaml", "experimentnode.yaml", "researchcampaign.yaml"])
 def any_crd(request: pytest.FixtureRequest) -> dict[str, Any]:
     return _load(request.param)
 
@@ -188,6 +189,7 @@ def _sample_node() -> dict[str, Any]:
     [
         ("researchrun.yaml", "ResearchRun", "researchruns", ["rr", "rrun"]),
         ("experimentnode.yaml", "ExperimentNode", "experimentnodes", ["en", "enode"]),
+        ("researchcampaign.yaml", "ResearchCampaign", "researchcampaigns", ["rcamp", "campaign"]),
     ],
 )
 def test_names_group_and_version(name: str, kind: str, plural: str, short_names: list[str]) -> None:
@@ -222,6 +224,11 @@ def test_names_group_and_version(name: str, kind: str, plural: str, short_names:
                                  ("Action", ".spec.action", "string"), ("Phase", ".status.phase", "string"),
                                  ("Metric", ".status.metric", "number"),
                                  ("Age", ".metadata.creationTimestamp", "date")]),
+        ("researchcampaign.yaml", [("Phase", ".status.phase", "string"), ("Round", ".status.round", "integer"),
+                                   ("Running", ".status.runs.running", "integer"),
+                                   ("Done", ".status.runs.succeeded", "integer"),
+                                   ("Best", ".status.best.score", "number"),
+                                   ("Age", ".metadata.creationTimestamp", "date")]),
     ],
 )
 def test_printer_columns(name: str, columns: list[tuple[str, str, str]]) -> None:
@@ -594,3 +601,113 @@ def test_bad_status_fails_at_the_field(en_crd: dict[str, Any]) -> None:
     node["status"]["metrics"]["mod97"]["val_acc"] = "high"
     paths = sorted(map(list, _errors_at(_root(en_crd), node)), key=str)
     assert paths == [["status", "artifacts", "plots"], ["status", "metrics", "mod97", "val_acc"]]
+
+
+# --- ResearchCampaign ---------------------------------------------------------------------------------------
+
+
+def _sync_module() -> Any:
+    spec = importlib.util.spec_from_file_location("sync_campaign", CRD_DIR / "sync_campaign.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sample_campaign() -> dict[str, Any]:
+    return {
+        "apiVersion": "kubescientist.io/v1alpha1", "kind": "ResearchCampaign",
+        "metadata": {"name": "grokking", "namespace": "research"},
+        "spec": {
+            "ideas": {"inline": [{"name": "rope", "title": "RoPE and grokking"},
+                                 {"name": "wd", "title": "Weight decay", "hypothesis": "h", "description": "d"}]},
+            "runTemplate": {"template": {"s3": {"uri": "s3://b/t.tar.gz"}}, "objective": {"metric": "val_acc"},
+                            "storage": {"s3": {"endpoint": "http://s3:9000", "bucket": "kubescientist",
+                                               "secretRef": {"name": "s3"}}}},
+            "maxConcurrentRuns": 2,
+            "budget": {"maxTokens": 100000, "maxCostUSD": 5, "maxGPUHours": 1.5},
+            "approval": {"mode": "manual", "approved": ["rope"], "rejected": ["wd"]},
+        },
+    }
+
+
+def test_campaign_run_template_is_the_run_spec_without_idea_and_transition_rules(rr_crd: dict[str, Any]) -> None:
+    campaign = _load("researchcampaign.yaml")
+    assert campaign == _sync_module().synced(rr_crd, campaign), "run python crds/sync_campaign.py"
+    template = _at(_root(campaign), "spec.runTemplate")
+    assert "idea" not in template["properties"] and template["required"] == ["objective"]
+    assert template["properties"]["stages"] == _at(_root(rr_crd), "spec.stages")
+    assert not [p for p, _, r in _rules(template) if "oldSelf" in r["rule"]]
+    assert [r for _, _, r in _rules(template) if "drafts" in r["rule"]], "the run spec's own rules are kept"
+
+
+def _root_cel_errors(obj: dict[str, Any]) -> list[str]:
+    from kubescientist.adapters.manifest import _cel_errors
+
+    root = _root(_load("researchcampaign.yaml"))
+    defaulted = apply_defaults(root, copy.deepcopy(obj))
+    return list(_cel_errors(root, defaulted, []))
+
+
+def test_sample_campaign_validates_and_passes_every_cel_rule() -> None:
+    root = _root(_load("researchcampaign.yaml"))
+    assert _errors_at(root, _sample_campaign()) == []
+    assert _root_cel_errors(_sample_campaign()) == []
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda s: s["approval"].update(approved=["rope", "nope"]), ".spec.approval.approved: spec.approval.approved names"),
+    (lambda s: s["approval"].update(rejected=["gone"]), ".spec.approval.rejected: spec.approval.rejected names"),
+    (lambda s: s["approval"].update(approved=["wd"]), "spec.approval.rejected: an idea cannot be both"),
+    (lambda s: s.update(topic={"inline": "# Title: t"}), "spec: spec must set exactly one of topic"),
+    (lambda s: s.update(rounds=2), "spec.rounds: rounds above 1 need spec.topic"),
+    (lambda s: s["ideas"]["inline"].append({"name": "rope", "title": "again"}), "spec.ideas.inline: ideas.inline names"),
+    (lambda s: s["runTemplate"].update(search={"drafts": 5}), "spec.runTemplate.search.drafts: search.drafts cannot"),
+])
+def test_campaign_cel_rules_refuse_at_the_field(change: Any, message: str) -> None:
+    obj = _sample_campaign()
+    change(obj["spec"])
+    errors = _root_cel_errors(obj)
+    assert any(e.startswith(message) for e in errors), errors
+
+
+def test_campaign_topic_needs_an_llm_and_approval_may_name_proposed_ideas() -> None:
+    obj = _sample_campaign()
+    del obj["spec"]["ideas"]
+    obj["spec"]["topic"] = {"inline": "# Title: grokking"}
+    obj["spec"]["approval"] = {"mode": "manual", "approved": ["proposed-one"]}
+    errors = _root_cel_errors(obj)
+    assert any(e.startswith("spec.topic: spec.topic needs an LLM") for e in errors), errors
+    assert any(e.startswith(".spec.approval.approved") for e in errors), errors
+    obj["spec"]["runTemplate"]["llm"] = {"baseURL": "http://llm:8000/v1"}
+    obj["status"] = {"ideas": [{"name": "proposed-one", "state": "Proposed"}]}
+    assert _root_cel_errors(obj) == []
+
+
+@pytest.mark.parametrize(("keys", "value"), [
+    (["budget", "maxCostUSD"], -1), (["budget", "maxTokens"], -5), (["budget", "maxGPUHours"], -0.5),
+    (["maxConcurrentRuns"], 0), (["ideas", "inline", 0, "name"], "Not_A_Label"),
+    (["approval", "mode"], "sometimes"),
+])
+def test_bad_campaign_fails_at_the_field(keys: list[str | int], value: Any) -> None:
+    obj = _sample_campaign()
+    target: Any = obj["spec"]
+    for key in keys[:-1]:
+        target = target[key]
+    target[keys[-1]] = value
+    assert deque(["spec", *keys]) in _errors_at(_root(_load("researchcampaign.yaml")), obj)
+
+
+def test_approved_gates_must_be_gates() -> None:
+    from kubescientist.adapters.manifest import ManifestError, validate_object
+
+    run = _sample_run()
+    del run["status"]
+    run["spec"].update(gates=["tuning"], approvedGates=["tuning"])
+    assert validate_object("ResearchRun", run)["spec"]["approvedGates"] == ["tuning"]
+    run["spec"]["approvedGates"] = ["research"]
+    with pytest.raises(ManifestError, match=r"spec.approvedGates: approvedGates may only name stages listed in gates"):
+        validate_object("ResearchRun", run)
+    run["spec"].update(gates=["ablation"], approvedGates=[])
+    with pytest.raises(ManifestError, match=r"spec.gates\[0\]: must be one of initial, tuning, research"):
+        validate_object("ResearchRun", run)

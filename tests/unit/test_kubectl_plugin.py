@@ -27,6 +27,19 @@ NODES: list[dict[str, Any]] = RECORDED["nodes"]
 NAME = RUN["metadata"]["name"]
 
 
+CAMPAIGN: dict[str, Any] = {
+    "metadata": {"name": "camp"},
+    "spec": {"topic": {"inline": "# Title: t"}, "approval": {"mode": "manual", "approved": [], "rejected": []}},
+    "status": {"phase": "Running", "round": 1, "runs": {"total": 2, "running": 1, "succeeded": 1, "failed": 0},
+               "used": {"tokens": 1200, "usd": 0.25, "gpuHours": 0.5},
+               "leaderboard": [{"run": "camp-rope", "idea": "rope", "score": 6.0, "metric": 0.97}],
+               "bestByMetric": {"run": "camp-rope", "idea": "rope", "metric": 0.97},
+               "ideas": [{"name": "rope", "round": 1, "state": "Succeeded"},
+                         {"name": "wd", "round": 1, "state": "Proposed"},
+                         {"name": "old", "round": 1, "state": "Dropped", "reason": "not novel: Power et al."}]},
+}
+
+
 class FakeApi:
     """The recorded run and nodes, a Secret, object storage as a dict, Job logs as a dict."""
 
@@ -40,7 +53,9 @@ class FakeApi:
             "AWS_ACCESS_KEY_ID": base64.b64encode(b"id").decode(),
             "AWS_SECRET_ACCESS_KEY": base64.b64encode(b"secret").decode()}}
         self.patches: list[tuple[str, bool]] = []
-        self.reads: list[tuple[plugin.S3Access, str]] = []
+        self.campaign = copy.deepcopy(CAMPAIGN)
+        self.spec_patches: list[tuple[str, str, dict[str, Any]]] = []
+        self.reads: list[tuple[plugin.S3Config, str]] = []
 
     def get_run(self, name: str) -> dict[str, Any]:
         if name != NAME:
@@ -56,6 +71,19 @@ class FakeApi:
                 return node
         raise plugin.PluginError(f"experimentnode {name} not found in namespace {self.namespace}")
 
+    def get_object(self, plural: str, name: str) -> dict[str, Any]:
+        if plural == "researchcampaigns" and name == CAMPAIGN["metadata"]["name"]:
+            return self.campaign
+        if plural == "researchruns" and name == NAME:
+            return self.run
+        raise plugin.PluginError(f"{plural[:-1]} {name} not found in namespace {self.namespace}")
+
+    def patch_spec(self, plural: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        target = self.get_object(plural, name)
+        self.spec_patches.append((plural, name, copy.deepcopy(spec)))
+        target["spec"].update(copy.deepcopy(spec))
+        return target
+
     def set_suspend(self, run: str, suspend: bool) -> dict[str, Any]:
         self.patches.append((run, suspend))
         self.run["spec"]["suspend"] = suspend
@@ -69,7 +97,7 @@ class FakeApi:
             raise plugin.PluginError(f"Job {job} has no pod left to read a log from")
         return self.logs[job]
 
-    def read_object(self, access: plugin.S3Access, uri: str) -> bytes:
+    def read_object(self, access: plugin.S3Config, uri: str) -> bytes:
         self.reads.append((access, uri))
         if uri not in self.objects:
             raise plugin.PluginError(f"{uri}: NoSuchKey: The specified key does not exist.")
@@ -156,11 +184,12 @@ def test_logs_from_object_storage_with_the_runs_credentials() -> None:
     result = invoke(api, "logs", "momentum-n0001")
     assert result.exit_code == 0 and result.output == "hello\n"
     access, uri = api.reads[0]
-    assert access == plugin.S3Access(endpoint=RUN["spec"]["storage"]["s3"]["endpoint"], access_key="id",
-                                     secret_key="secret", insecure=False)
+    s3 = RUN["spec"]["storage"]["s3"]
+    assert access == plugin.S3Config(endpoint=s3["endpoint"], bucket=s3["bucket"], prefix=s3.get("prefix") or "",
+                                     access_key="id", secret_key="secret", insecure=False)
     assert invoke(api, "logs", "momentum-n0001", "--stderr").output == "warning\n"
     invoke(api, "logs", "momentum-n0001", "--s3-endpoint", "http://localhost:9000")
-    assert api.reads[-1][0].endpoint == "http://localhost:9000"
+    assert api.reads[-1][0].operator_endpoint == "http://localhost:9000"
 
 
 def test_logs_fall_back_to_the_pod_log() -> None:
@@ -201,7 +230,7 @@ def test_paper_without_the_secret() -> None:
     api = FakeApi()
     api.secret = None
     result = CliRunner().invoke(plugin.cli, ["paper", NAME], obj=api)
-    assert result.exit_code == 1 and "Secret s3-credentials of run momentum is missing" in result.output
+    assert result.exit_code == 1 and "run momentum: spec.storage.s3.secretRef: no Secret s3-credentials" in result.output
 
 
 def test_suspend_and_resume() -> None:
@@ -247,7 +276,7 @@ def test_kubeconfig_namespace_is_the_default(tmp_path: Path, monkeypatch: pytest
 
 
 def test_names_match_the_operators() -> None:
-    """The plugin keeps its own copies (it must not import the operator's kopf-side modules): no drift."""
+    """The plugin takes the operator's names (it must not import the operator's kopf-side modules)."""
     from kubescientist.adapters.kube import manifests, naming
 
     assert (plugin.GROUP, plugin.VERSION, plugin.RUNS, plugin.NODES) == \
@@ -280,3 +309,35 @@ def test_tree_html_of_a_cluster_run_from_object_storage(tmp_path: Path) -> None:
     del api.objects[plugin.join_uri(prefix, "journal.json")]
     missing = CliRunner().invoke(plugin.cli, ["tree", NAME, "--html", str(target)], obj=api)
     assert missing.exit_code == 1 and "NoSuchKey" in missing.output
+
+
+def test_approve_and_reject_campaign_ideas_edit_the_spec() -> None:
+    api = FakeApi()
+    result = invoke(api, "approve", "camp", "wd", "-n", "research")
+    assert result.exit_code == 0 and "researchcampaign camp: approved wd" in result.output
+    assert api.campaign["spec"]["approval"] == {"mode": "manual", "approved": ["wd"], "rejected": []}
+    assert invoke(api, "approve", "camp", "wd", "--reject").exit_code == 0
+    assert api.campaign["spec"]["approval"] == {"mode": "manual", "approved": [], "rejected": ["wd"]}
+    refused = invoke(api, "approve", "camp", "nope")
+    assert refused.exit_code == 1 and "spec.approval: nope: not an idea of researchcampaign camp" in refused.output
+    assert len(api.spec_patches) == 2
+
+
+def test_approve_stage_needs_a_gate() -> None:
+    api = FakeApi()
+    refused = invoke(api, "approve-stage", NAME, "tuning")
+    assert refused.exit_code == 1 and "has no gate after stage tuning" in refused.output
+    api.run["spec"]["gates"] = ["tuning"]
+    assert invoke(api, "approve-stage", NAME, "tuning").exit_code == 0
+    assert api.run["spec"]["approvedGates"] == ["tuning"]
+
+
+def test_campaign_prints_the_leaderboard() -> None:
+    result = invoke(FakeApi(), "campaign", "camp")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0] == ("researchcampaign camp: Running, round 1; runs 1 running, 1 succeeded, 0 failed; used 1200 "
+                        "tokens, $0.2500, 0.500 GPU-hours")
+    assert re.search(r"^ 1  camp-rope\s+rope\s+6.00\s+0.97$", result.output, re.MULTILINE)
+    assert "  idea old (round 1): Dropped: not novel: Power et al." in lines
+    assert "  best by objective metric: camp-rope (rope) 0.97" in lines

@@ -56,7 +56,9 @@ def simulate(metrics: m.Metrics) -> None:
     metrics.budget_usage('ns', 'r1', 'nodes', 3, 10)
     metrics.llm_usage('code', 'gpt-4o', 1200, 300, 0.006)
     metrics.api_error('create', 'jobs', 409)
+    metrics.api_write('post', 'jobs')
     metrics.reconcile_finished(0.12, True)
+    metrics.campaign_observed('ns', 'c1', {'running': 1, 'succeeded': 2, 'failed': 0}, 5000, 0.02, 3600.0)
 
 
 def test_every_metric_name_follows_the_conventions() -> None:
@@ -70,7 +72,10 @@ def test_every_metric_name_follows_the_conventions() -> None:
         'kubescientist_run_best_objective', 'kubescientist_run_budget_usage_ratio', 'kubescientist_nodes_finished',
         'kubescientist_node_duration_seconds', 'kubescientist_reaction_latency_seconds', 'kubescientist_gpu_seconds',
         'kubescientist_llm_tokens', 'kubescientist_llm_cost_usd', 'kubescientist_llm_requests',
-        'kubescientist_kubernetes_api_errors', 'kubescientist_reconcile_duration_seconds'}
+        'kubescientist_kubernetes_api_errors', 'kubescientist_kubernetes_api_writes',
+        'kubescientist_reconcile_duration_seconds',
+        'kubescientist_campaign_runs', 'kubescientist_campaign_llm_tokens', 'kubescientist_campaign_llm_cost_usd',
+        'kubescientist_campaign_gpu_seconds'}
     for name, family in ours.items():
         assert re.fullmatch(r'kubescientist_[a-z0-9_]+', name), name
         assert not re.search(r'_(ms|msec|millis|sec|secs|minutes|hours|bytes_total_total)(_|$)', name), name
@@ -249,3 +254,15 @@ def _free_port() -> int:
         sock.bind(('127.0.0.1', 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def test_campaign_runs_and_budget_per_campaign_and_forgotten() -> None:
+    metrics = fresh()
+    metrics.campaign_observed('ns', 'c1', {'running': 1, 'succeeded': 2}, 5000, 0.25, 7200.0)
+    assert value(metrics, 'kubescientist_campaign_runs', namespace='ns', campaign='c1', phase='succeeded') == 2
+    assert value(metrics, 'kubescientist_campaign_runs', namespace='ns', campaign='c1', phase='failed') == 0
+    assert value(metrics, 'kubescientist_campaign_llm_cost_usd', namespace='ns', campaign='c1') == 0.25
+    assert value(metrics, 'kubescientist_campaign_gpu_seconds', namespace='ns', campaign='c1') == 7200.0
+    metrics.campaign_forgotten('ns', 'c1')
+    assert 'campaign="c1"' not in metrics.exposition().decode()
+    metrics.campaign_forgotten('ns', 'c1')  # twice is harmless

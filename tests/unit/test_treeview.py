@@ -112,7 +112,7 @@ def test_clicking_a_node_shows_its_code_output_plot_and_diff(run_dir: pathlib.Pa
 
 def test_the_text_tree_labels_what_each_node_tried(run_dir: pathlib.Path) -> None:
     journal = Journal.from_dict(json.loads((run_dir / "journal.json").read_text()))
-    journal.nodes["n0005"].outcome.details["status"] = "timeout"  # type: ignore[union-attr]
+    journal.nodes["n0005"].outcome.details.status = "timeout"  # type: ignore[union-attr]
     journal.phase = "failed"
     out = io.StringIO()
     Console(file=out, width=200, color_system=None).print(

@@ -18,30 +18,22 @@ kubectl's (``--kubeconfig``, ``--context``, ``$KUBECONFIG``), or from the pod's 
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import sys
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import click
-import kubernetes
 from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-GROUP = 'kubescientist.io'
-VERSION = 'v1alpha1'
-RUNS = 'researchruns'
-NODES = 'experimentnodes'
-RUN_LABEL = 'kubescientist.io/run'
-JOB_NAME_LABELS = ('batch.kubernetes.io/job-name', 'job-name')
-"""The label the Job controller puts on its pods (the second for clusters older than 1.27)."""
-CONTAINER = 'node'
-"""The container of node, writeup and review pods (adapters/kube/manifests.py)."""
-SA_NAMESPACE_FILE = Path('/var/run/secrets/kubernetes.io/serviceaccount/namespace')
+from kubescientist.adapters.kube import clients, storage
+from kubescientist.adapters.kube.clients import JOB_NAME_LABELS
+from kubescientist.adapters.kube.manifests import CONTAINER
+from kubescientist.adapters.kube.naming import CAMPAIGNS, GROUP, NODES, RUN_LABEL, RUNS, VERSION
+from kubescientist.adapters.kube.storage import S3Config
 PIPE_WIDTH = 1000
 
 
@@ -165,68 +157,37 @@ def render_tree(run: Mapping[str, Any], nodes: Sequence[Mapping[str, Any]], cons
     console.print(build_tree(run, nodes))
 
 
-# -- S3 URIs and credentials ----------------------------------------------------------------------------
+# -- S3 URIs and credentials: the operator's own settings and client (adapters/kube/storage.py) ----------
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> (bucket, key)."""
-    parsed = urllib.parse.urlsplit(uri)
-    if parsed.scheme != 's3' or not parsed.netloc or not parsed.path.strip('/'):
-        raise PluginError(f"not an s3://bucket/key URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip('/')
+    try:
+        return storage.split_uri(uri)
+    except ValueError as err:
+        raise PluginError(str(err)) from None
 
 
 def join_uri(folder: str, name: str) -> str:
     return folder.rstrip('/') + '/' + name
 
 
-@dataclasses.dataclass(frozen=True)
-class S3Access:
-    """A run's object storage as seen from this machine."""
-
-    endpoint: str
-    access_key: str
-    secret_key: str
-    insecure: bool = False
-
-
-def s3_access(run: Mapping[str, Any], secret: Mapping[str, Any] | None, endpoint: str | None) -> S3Access:
-    """The run's S3 endpoint (or ``endpoint``, when it is reached differently from here) and its Secret's keys."""
-    s3 = ((run.get('spec') or {}).get('storage') or {}).get('s3') or {}
-    name = (run.get('metadata') or {}).get('name')
-    if not s3:
-        raise PluginError(f"run {name} has no spec.storage.s3")
-    if secret is None:
-        raise PluginError(f"the Secret {s3.get('secretRef', {}).get('name')} of run {name} is missing")
-    data = secret.get('data') or {}
+def s3_access(run: Mapping[str, Any], secret: Mapping[str, Any] | None, endpoint: str | None) -> S3Config:
+    """The run's object storage and its Secret's keys, reached at ``endpoint`` when it is given (from here the
+    run's own endpoint may not be reachable)."""
     try:
-        keys = {k: base64.b64decode(data[k]).decode() for k in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY')}
-    except KeyError as err:
-        raise PluginError(f"Secret {s3['secretRef']['name']} has no key {err.args[0]}") from None
-    return S3Access(endpoint=endpoint or s3['endpoint'], access_key=keys['AWS_ACCESS_KEY_ID'],
-                    secret_key=keys['AWS_SECRET_ACCESS_KEY'], insecure=bool(s3.get('insecure')))
+        return storage.s3_config_of(run, secret, endpoint or '')
+    except storage.StorageError as err:
+        raise PluginError(f"run {(run.get('metadata') or {}).get('name')}: {err}") from None
 
 
-def read_s3(access: S3Access, uri: str) -> bytes:
-    """One object's bytes (minio: the project's S3 client)."""
-    import minio  # imported here: only `logs` and `paper` need it
-    import minio.error
-
-    bucket, key = split_s3_uri(uri)
-    url = urllib.parse.urlsplit(access.endpoint if '://' in access.endpoint else f'https://{access.endpoint}')
-    client = minio.Minio(url.netloc, access_key=access.access_key, secret_key=access.secret_key,
-                         secure=url.scheme == 'https', cert_check=not access.insecure, region='us-east-1')
+def read_s3(access: S3Config, uri: str) -> bytes:
+    """One object's bytes."""
     try:
-        response = client.get_object(bucket, key)
-    except minio.error.S3Error as err:
-        raise PluginError(f"{uri}: {err.code}: {err.message}") from None
-    except (OSError, ValueError) as err:
-        raise PluginError(f"{access.endpoint}: {err} (reachable from here? --s3-endpoint overrides it)") from None
-    try:
-        data: bytes = response.read()
-        return data
-    finally:
-        response.close()
-        response.release_conn()
+        return storage.read_uri(access, uri)
+    except ValueError as err:
+        raise PluginError(str(err)) from None
+    except storage.StorageError as err:
+        raise PluginError(f"{err} (reachable from here? --s3-endpoint overrides the endpoint)") from None
 
 
 # -- the API ----------------------------------------------------------------------------------------------
@@ -248,101 +209,32 @@ class Api(Protocol):
 
     def job_log(self, job: str) -> str: ...
 
-    def read_object(self, access: S3Access, uri: str) -> bytes: ...
+    def read_object(self, access: S3Config, uri: str) -> bytes: ...
+
+    def get_object(self, plural: str, name: str) -> dict[str, Any]: ...
+
+    def patch_spec(self, plural: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
-class KubeApi:
-    """``Api`` over the official client, configured like kubectl."""
+class KubeApi(clients.KubectlApi):
+    """``Api`` over the official client, configured like kubectl; problems are ``PluginError``s."""
 
     def __init__(self, namespace: str | None, kubeconfig: str | None, context: str | None) -> None:
-        config = kubernetes.config
-        try:
-            config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            if kubeconfig or context:
-                raise PluginError(f"kubeconfig {kubeconfig or '(default)'}, context {context or '(current)'}: "
-                                  "cannot be loaded") from None
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                raise PluginError("no kubeconfig ($KUBECONFIG, ~/.kube/config, --kubeconfig) and not in a pod") \
-                    from None
-            default = SA_NAMESPACE_FILE.read_text().strip() if SA_NAMESPACE_FILE.exists() else 'default'
-        else:
-            # kubectl's rule: the namespace of the context in use, else "default".
-            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-            chosen = next((c for c in contexts if c['name'] == context), active) if context else active
-            default = ((chosen or {}).get('context') or {}).get('namespace') or 'default'
-        self.namespace: str = namespace or default
-        self.custom = kubernetes.client.CustomObjectsApi()
-        self.core = kubernetes.client.CoreV1Api()
+        super().__init__(namespace, kubeconfig, context, PluginError)
 
-    def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return call(*args, **kwargs)
-        except kubernetes.client.exceptions.ApiException as err:
-            if err.status == 404:
-                raise PluginError(f"{what} not found in namespace {self.namespace}") from None
-            if err.status == 403:
-                raise PluginError(f"{what}: forbidden ({_reason(err)})") from None
-            raise PluginError(f"{what}: HTTP {err.status}: {_reason(err)}") from None
-
-    def get_run(self, name: str) -> dict[str, Any]:
-        run: dict[str, Any] = self._call(f"researchrun {name}", self.custom.get_namespaced_custom_object,
-                                         GROUP, VERSION, self.namespace, RUNS, name)
-        return run
-
-    def list_nodes(self, run: str) -> list[dict[str, Any]]:
-        data = self._call(f"experimentnodes of {run}", self.custom.list_namespaced_custom_object,
-                          GROUP, VERSION, self.namespace, NODES, label_selector=f'{RUN_LABEL}={run}')
-        return list(data.get('items') or [])
-
-    def get_node(self, name: str) -> dict[str, Any]:
-        node: dict[str, Any] = self._call(f"experimentnode {name}", self.custom.get_namespaced_custom_object,
-                                          GROUP, VERSION, self.namespace, NODES, name)
-        return node
-
-    def set_suspend(self, run: str, suspend: bool) -> dict[str, Any]:
-        patched: dict[str, Any] = self._call(
-            f"researchrun {run}", self.custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace,
-            RUNS, run, {'spec': {'suspend': suspend}}, _content_type='application/merge-patch+json')
-        return patched
-
-    def get_secret(self, name: str) -> dict[str, Any] | None:
-        try:
-            secret = self.core.read_namespaced_secret(name, self.namespace)
-        except kubernetes.client.exceptions.ApiException as err:
-            if err.status == 404:
-                return None
-            raise PluginError(f"secret {name}: HTTP {err.status}: {_reason(err)}") from None
-        return {'data': dict(secret.data or {})}
-
-    def job_log(self, job: str) -> str:
-        pods: list[Any] = []
-        for label in JOB_NAME_LABELS:
-            found = self._call(f"pods of Job {job}", self.core.list_namespaced_pod, self.namespace,
-                               label_selector=f'{label}={job}')
-            pods = list(found.items or [])
-            if pods:
-                break
-        if not pods:
-            raise PluginError(f"Job {job} has no pod left to read a log from")
-        newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
-        log: str = self._call(f"log of pod {newest.metadata.name}", self.core.read_namespaced_pod_log,
-                              newest.metadata.name, self.namespace, container=CONTAINER)
-        return log
-
-    def read_object(self, access: S3Access, uri: str) -> bytes:
+    def read_object(self, access: S3Config, uri: str) -> bytes:
         return read_s3(access, uri)
 
+    def get_object(self, plural: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self._call(f"{plural[:-1]} {name}", self.custom.get_namespaced_custom_object,
+                                         GROUP, VERSION, self.namespace, plural, name)
+        return obj
 
-def _reason(err: Any) -> str:
-    import json
-
-    try:
-        return str(json.loads(err.body).get('message')) if err.body else str(err.reason)
-    except (ValueError, AttributeError):
-        return str(err.reason)
+    def patch_spec(self, plural: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        patched: dict[str, Any] = self._call(
+            f"{plural[:-1]} {name}", self.custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace,
+            plural, name, {'spec': dict(spec)}, _content_type='application/merge-patch+json')
+        return patched
 
 
 # -- commands ---------------------------------------------------------------------------------------------
@@ -427,7 +319,7 @@ class StorageFiles:
     """A cluster run's node files (``treeview.NodeFiles``), read from the artifacts in each node's status."""
 
     api: Api
-    access: S3Access
+    access: S3Config
     artifacts: dict[str, Mapping[str, Any]]
     """Node id -> its status.artifacts."""
 
@@ -580,6 +472,77 @@ def suspend(ctx: click.Context, run: str) -> None:
 def resume(ctx: click.Context, run: str) -> None:
     """Let RUN start nodes again (spec.suspend=false)."""
     _suspend(ctx, run, False)
+
+
+@cli.command()
+@click.argument('campaign')
+@click.argument('ideas', nargs=-1, required=True)
+@click.option('--reject', is_flag=True, help="Reject the ideas instead (they are dropped, never run).")
+@_namespace_option
+@click.pass_context
+def approve(ctx: click.Context, campaign: str, ideas: tuple[str, ...], reject: bool) -> None:
+    """Approve (or --reject) IDEAS of CAMPAIGN: adds them to spec.approval.approved (or rejected)."""
+    api = _api(ctx)
+    obj = api.get_object(CAMPAIGNS, campaign)
+    spec = obj.get('spec') or {}
+    known = [i.get('name') for i in ((spec.get('ideas') or {}).get('inline') or ())]
+    known += [i.get('name') for i in ((obj.get('status') or {}).get('ideas') or ())]
+    unknown = [i for i in ideas if i not in known]
+    if unknown:
+        raise PluginError(f"spec.approval: {', '.join(unknown)}: not an idea of researchcampaign {campaign} (ideas: "
+                          f"{', '.join(str(k) for k in dict.fromkeys(known)) or 'none proposed yet'})")
+    approval = dict(spec.get('approval') or {})
+    key, other = ('rejected', 'approved') if reject else ('approved', 'rejected')
+    approval[key] = list(dict.fromkeys([*(approval.get(key) or []), *ideas]))
+    approval[other] = [i for i in approval.get(other) or [] if i not in ideas]
+    api.patch_spec(CAMPAIGNS, campaign, {'approval': approval})
+    click.echo(f"researchcampaign {campaign}: {key} {', '.join(ideas)}")
+
+
+@cli.command('approve-stage')
+@click.argument('run')
+@click.argument('stage', type=click.Choice(['initial', 'tuning', 'research']))
+@_namespace_option
+@click.pass_context
+def approve_stage(ctx: click.Context, run: str, stage: str) -> None:
+    """Let RUN go on past its gate after STAGE (adds STAGE to spec.approvedGates)."""
+    api = _api(ctx)
+    spec = api.get_object(RUNS, run).get('spec') or {}
+    if stage not in (spec.get('gates') or []):
+        raise PluginError(f"spec.approvedGates: researchrun {run} has no gate after stage {stage} (spec.gates: "
+                          f"{', '.join(spec.get('gates') or []) or 'none'})")
+    approved = list(dict.fromkeys([*(spec.get('approvedGates') or []), stage]))
+    api.patch_spec(RUNS, run, {'approvedGates': approved})
+    click.echo(f"researchrun {run}: stage {stage} approved; the next stage starts")
+
+
+@cli.command('campaign')
+@click.argument('name')
+@_namespace_option
+@click.pass_context
+def campaign_command(ctx: click.Context, name: str) -> None:
+    """The leaderboard of campaign NAME, its runs by phase, budget used, and its ideas."""
+    obj = _api(ctx).get_object(CAMPAIGNS, name)
+    status = obj.get('status') or {}
+    runs, used = status.get('runs') or {}, status.get('used') or {}
+    click.echo(f"researchcampaign {name}: {status.get('phase', 'Pending')}, round {status.get('round', 0)}; runs "
+               f"{runs.get('running', 0)} running, {runs.get('succeeded', 0)} succeeded, {runs.get('failed', 0)} "
+               f"failed; used {used.get('tokens', 0)} tokens, ${float(used.get('usd', 0.0)):.4f}, "
+               f"{float(used.get('gpuHours', 0.0)):.3f} GPU-hours")
+    if status.get('message'):
+        click.echo(f"  {_one_line(str(status['message']), 200)}")
+    by_metric = status.get('bestByMetric') or {}
+    if isinstance(by_metric.get('metric'), (int, float)):
+        click.echo(f"  best by objective metric: {by_metric.get('run')} ({by_metric.get('idea')}) "
+                   f"{by_metric['metric']:.4g}")
+    click.echo(f"{'#':>2}  {'run':<40} {'idea':<24} {'score':>6} {'metric':>10}")
+    for rank, row in enumerate(status.get('leaderboard') or (), 1):
+        score = f"{row['score']:.2f}" if isinstance(row.get('score'), (int, float)) else '-'
+        metric = f"{row['metric']:.4g}" if isinstance(row.get('metric'), (int, float)) else '-'
+        click.echo(f"{rank:>2}  {row.get('run', ''):<40} {row.get('idea', ''):<24} {score:>6} {metric:>10}")
+    for idea in status.get('ideas') or ():
+        reason = f": {_one_line(str(idea['reason']), 120)}" if idea.get('reason') else ''
+        click.echo(f"  idea {idea['name']} (round {idea.get('round', '?')}): {idea['state']}{reason}")
 
 
 def main() -> None:

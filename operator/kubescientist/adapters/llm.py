@@ -50,6 +50,9 @@ class AgentCalls:
     spec: RunSpec
     proposer: LLMProposer
     _loop: asyncio.Runner
+    goal_checked: dict[str, int]
+    """Stage -> how many finished nodes it had when the LLM was last asked whether its goal is met (saved
+    with the agent's accounts, so a resumed run does not ask again)."""
 
     def propose(self, plan: Plan, journal: Journal) -> Proposal | None:
         try:

@@ -34,6 +34,8 @@ RunPhase = Literal['Pending', 'Searching', 'WritingUp', 'Reviewing', 'Succeeded'
 RUN_PHASES: tuple[RunPhase, ...] = ('Pending', 'Searching', 'WritingUp', 'Reviewing', 'Succeeded', 'Failed',
                                     'Suspended')
 """The ResearchRun phases (crds/researchrun.yaml status.phase), each always exported, zeros included."""
+CAMPAIGN_RUN_PHASES = ('running', 'succeeded', 'failed')
+"""The phases of status.runs of a ResearchCampaign, each exported per campaign."""
 NodePhase = Literal['Pending', 'Running', 'Succeeded', 'Buggy', 'Failed']
 FinishedPhase = Literal['Succeeded', 'Buggy', 'Failed']
 """How a node ended: Buggy is the program's fault (expected in a search), Failed is the infrastructure's."""
@@ -126,6 +128,22 @@ class Metrics:
         self.api_errors = Counter('kubescientist_kubernetes_api_errors_total',
                                   "Failed Kubernetes API calls of the operator, by verb, resource and HTTP code "
                                   "(0: the server was not reached).", ['verb', 'resource', 'code'], registry=r)
+        self.api_writes = Counter('kubescientist_kubernetes_api_writes_total',
+                                  "Kubernetes API writes the operator made (create, patch, delete), by verb and "
+                                  "resource.", ['verb', 'resource'], registry=r)
+        self.campaign_runs = Gauge('kubescientist_campaign_runs',
+                                   "ResearchRuns of each live ResearchCampaign, by phase (running, succeeded, failed).",
+                                   ['namespace', 'campaign', 'phase'], registry=r)
+        self.campaign_tokens = Gauge('kubescientist_campaign_llm_tokens',
+                                     "LLM tokens used by each live campaign (its runs and its ideation).",
+                                     ['namespace', 'campaign'], registry=r)
+        self.campaign_cost = Gauge('kubescientist_campaign_llm_cost_usd',
+                                   "Estimated LLM US dollars spent by each live campaign (runs and ideation).",
+                                   ['namespace', 'campaign'], registry=r)
+        self.campaign_gpu = Gauge('kubescientist_campaign_gpu_seconds',
+                                  "GPU-seconds held by the nodes of each live campaign's runs.",
+                                  ['namespace', 'campaign'], registry=r)
+        self._campaigns: set[tuple[str, str]] = set()
         self.reconcile = Histogram('kubescientist_reconcile_duration_seconds',
                                    "Duration of reconciliation passes, by result (ok or error).", ['result'],
                                    buckets=RECONCILE_BUCKETS, registry=r)
@@ -212,6 +230,30 @@ class Metrics:
             self.run_last_progress.remove(namespace, run)
             self._count_phases()
 
+    # -- campaigns ---------------------------------------------------------------------------------------
+
+    def campaign_observed(self, namespace: str, campaign: str, runs: Mapping[str, int], tokens: int, usd: float,
+                          gpu_seconds: float) -> None:
+        """A campaign's runs by phase and the budget it used, as its last pass saw them."""
+        with self._lock:
+            for phase in CAMPAIGN_RUN_PHASES:
+                self.campaign_runs.labels(namespace, campaign, phase).set(int(runs.get(phase, 0)))
+            self.campaign_tokens.labels(namespace, campaign).set(tokens)
+            self.campaign_cost.labels(namespace, campaign).set(usd)
+            self.campaign_gpu.labels(namespace, campaign).set(gpu_seconds)
+            self._campaigns.add((namespace, campaign))
+
+    def campaign_forgotten(self, namespace: str, campaign: str) -> None:
+        """The campaign was deleted: drop its series."""
+        with self._lock:
+            if (namespace, campaign) not in self._campaigns:
+                return
+            self._campaigns.discard((namespace, campaign))
+            for phase in CAMPAIGN_RUN_PHASES:
+                self.campaign_runs.remove(namespace, campaign, phase)
+            for gauge in (self.campaign_tokens, self.campaign_cost, self.campaign_gpu):
+                gauge.remove(namespace, campaign)
+
     # -- nodes -------------------------------------------------------------------------------------------
 
     def node_finished(self, stage: str, action: str, phase: FinishedPhase, duration_seconds: float | None, *,
@@ -252,6 +294,10 @@ class Metrics:
         """A Kubernetes API call failed (``code``: HTTP status, 0 when the server was not reached)."""
         self.api_errors.labels(verb, resource, str(code)).inc()
 
+    def api_write(self, verb: str, resource: str) -> None:
+        """The operator asked the API to change something (counted whether or not it succeeded)."""
+        self.api_writes.labels(verb, resource).inc()
+
     def reconcile_finished(self, seconds: float, ok: bool) -> None:
         """One reconciliation pass ended, well or with an exception."""
         self.reconcile.labels('ok' if ok else 'error').observe(max(seconds, 0.0))
@@ -281,7 +327,10 @@ reaction_latency = METRICS.reaction_latency
 gpu_seconds = METRICS.gpu_seconds
 llm_usage = METRICS.llm_usage
 api_error = METRICS.api_error
+api_write = METRICS.api_write
 reconcile_finished = METRICS.reconcile_finished
+campaign_observed = METRICS.campaign_observed
+campaign_forgotten = METRICS.campaign_forgotten
 
 
 def serve_from_env(env: Mapping[str, str] | None = None, metrics: Metrics = METRICS) -> WSGIServer | None:

@@ -137,11 +137,10 @@ class ResearchContext:
 
 
 def review_of(node: Node) -> Mapping[str, Any]:
-    """The LLM review an adapter stored with a node's outcome (``details["review"]``), if any."""
+    """The LLM review an adapter stored with a node's outcome (``details.review``), if any."""
     if node.outcome is None:
         return {}
-    review = node.outcome.details.get("review")
-    return review if isinstance(review, Mapping) else {}
+    return node.outcome.details.review or {}
 
 
 def node_line(node: Node, objective: Objective) -> str:

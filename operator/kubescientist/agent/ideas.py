@@ -173,22 +173,24 @@ def _slug(text: str) -> str:
 
 class Ideator:
     def __init__(self, client: LLMClient, literature: LiteratureSource, *, reflections: int = 3, searches: int = 3,
-                 novelty_rounds: int = 3) -> None:
+                 novelty_rounds: int = 3, novelty_check: bool = True) -> None:
         self.client = client
         self.literature = literature
         self.reflections = reflections
         self.searches = searches
         self.novelty_rounds = novelty_rounds
+        self.novelty_check = novelty_check
 
-    async def generate(self, topic: Topic, count: int,
-                       earlier: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    async def generate(self, topic: Topic, count: int, earlier: Sequence[Mapping[str, Any]] = (),
+                       feedback: str = "") -> list[dict[str, Any]]:
         """``count`` new ideas as ideas-file entries, each with its novelty verdict. An idea the model
-        fails to finalize is skipped (logged); a reached budget cap or an unreachable endpoint propagates."""
+        fails to finalize is skipped (logged); a reached budget cap or an unreachable endpoint propagates.
+        ``feedback``: what earlier runs of a campaign found (review scores, weaknesses, results, failures)."""
         known = [dict(e) for e in earlier]
         made: list[dict[str, Any]] = []
         for index in range(count):
             try:
-                idea, consulted = await self._idea(topic, known, index)
+                idea, consulted = await self._idea(topic, known, index, feedback)
             except AnswerError as exc:
                 log.warning("idea %d of %d: no usable idea (%s); skipped", index + 1, count, exc)
                 continue
@@ -196,21 +198,23 @@ class Ideator:
                 log.warning("idea %d of %d: not finalized within the turns allowed; skipped", index + 1, count)
                 continue
             idea["name"] = _slug(idea["name"] or idea["title"])
-            verdict = await self.novelty(Idea.from_entry(idea), subject=f"idea:{idea['name']}")
+            verdict = await self.novelty(Idea.from_entry(idea), subject=f"idea:{idea['name']}") \
+                if self.novelty_check else NoveltyVerdict("undecided", "novelty check disabled", [], [],
+                                                          self.literature.name)
             entry = {**idea, "topic": topic.title, "novelty": verdict.to_dict(),
                      "literature": [p.to_dict() for p in consulted[:CONSULTED_KEPT]]}
             made.append(entry)
             known.append(entry)
         return made
 
-    async def _idea(self, topic: Topic, earlier: Sequence[Mapping[str, Any]],
-                    index: int) -> tuple[dict[str, Any] | None, list[Paper]]:
+    async def _idea(self, topic: Topic, earlier: Sequence[Mapping[str, Any]], index: int,
+                    feedback: str = "") -> tuple[dict[str, Any] | None, list[Paper]]:
         prompts = self.client.prompts
         subject = f"ideation:{index + 1}"
         previous = [{"name": e.get("name", ""), "title": e.get("title", ""),
                      "hypothesis": e.get("shortHypothesis", "")} for e in earlier]
         prompt = prompts.render("ideation", topic=topic, previous=previous, searches=self.searches,
-                                reflections=self.reflections)
+                                reflections=self.reflections, feedback=feedback)
         papers = _Papers()
         history: list[Message] = []
         searches_left, round_, final = self.searches, 0, None

@@ -94,9 +94,10 @@ class NodeReview:
 
     def apply(self, outcome: Outcome) -> Outcome:
         """The outcome with this review folded in: a failed run stays buggy with its own reason; a run the
-        reviewer distrusts becomes buggy with the reviewer's reason. Kept in ``details["review"]``."""
-        details = {**outcome.details, "review": {"buggy": self.buggy, "reason": self.reason,
-                                                 "summary": self.summary, "by": self.by, "prompt": self.prompt}}
+        reviewer distrusts becomes buggy with the reviewer's reason. Kept in ``details.review``."""
+        details = dataclasses.replace(outcome.details, review={"buggy": self.buggy, "reason": self.reason,
+                                                               "summary": self.summary, "by": self.by,
+                                                               "prompt": self.prompt})
         if outcome.buggy or outcome.infrastructure or not self.buggy:
             return dataclasses.replace(outcome, details=details)
         return dataclasses.replace(outcome, buggy=True, reason=f"reviewer: {self.reason}", metrics={},
@@ -141,9 +142,9 @@ class PlotFeedback:
     """The names of the images sent."""
 
     def apply(self, outcome: Outcome) -> Outcome:
-        """The outcome with the feedback kept in ``details["plotFeedback"]`` (later prompts read it)."""
-        return dataclasses.replace(outcome, details={**outcome.details, "plotFeedback": {
-            "valid": self.valid, "summary": self.summary, "analyses": dict(zip(self.images, self.analyses))}})
+        """The outcome with the feedback kept in ``details.plot_feedback`` (later prompts read it)."""
+        return dataclasses.replace(outcome, details=dataclasses.replace(outcome.details, plot_feedback={
+            "valid": self.valid, "summary": self.summary, "analyses": dict(zip(self.images, self.analyses))}))
 
 
 def plan_subject(plan: Plan) -> str:
@@ -256,7 +257,7 @@ class LLMProposer:
 
     def _parent_view(self, node: Node) -> dict[str, Any]:
         output = self._output(node.id)
-        feedback = node.outcome.details.get("plotFeedback", {}) if node.outcome else {}
+        feedback = (node.outcome.details.plot_feedback if node.outcome else None) or {}
         return {"id": node.id, "code": self._code_of(node), "params": node.config.params,
                 "error": (node.outcome.reason if node.outcome else None) or "",
                 "stdout": output.stdout, "stderr": output.stderr, "line": node_line(node, self.ctx.objective),

@@ -29,7 +29,7 @@ import bisect
 import dataclasses
 import random
 
-from kubescientist.core.journal import CONFIGURATION_ERROR, Journal, Node, NodeConfig, NodeStatus, Outcome, StageRecord
+from kubescientist.core.journal import Journal, Node, NodeConfig, NodeStatus, Outcome, StageRecord
 from kubescientist.core.objective import ObjectiveMissing, objective_value, seed_stats, sort_key
 from kubescientist.core.plan import Plan, Proposal
 from kubescientist.core.stats import fmt_stats
@@ -52,6 +52,7 @@ class Engine:
             journal.stages = [StageRecord(name=name) for name in STAGE_NAMES]
             self._begin_stage(journal.stages[0], root=None)
         self._rebuild()
+        self._open_gates()  # approved while no process ran
 
     def requeue_running(self) -> list[str]:
         """After a restart: nodes that were running when the previous process ended never reported; they
@@ -74,6 +75,7 @@ class Engine:
         self.spec = spec
         self.journal.record("spec-changed", f"the spec changed ({', '.join(changed)}); it applies from now on")
         self._rebuild()
+        self._open_gates()
         self._advance()
 
     # -- queries -------------------------------------------------------------------------------------
@@ -97,6 +99,23 @@ class Engine:
     def awaiting_judgement(self) -> StageRecord | None:
         """The stage whose search ended and whose best the judge must pick, if any."""
         return next((s for s in self.journal.stages if s.status == "judging"), None)
+
+    def awaiting_approval(self) -> StageRecord | None:
+        """The gated stage (spec.gates) that has ended and waits for approval before the next one starts."""
+        if self.journal.phase != "searching":
+            return None
+        return next((s for s in gate_waiting(self.journal) if self._gated(s.name)), None)
+
+    def gate_message(self, record: StageRecord) -> str:
+        """What a person approving the gate needs: the stage's best node and its objective value."""
+        best = self.journal.nodes[record.best] if record.best else None
+        if best is None or best.metric is None:
+            return f"stage {record.name} ended; add {record.name} to spec.approvedGates to go on"
+        values = self._seed_values(best.id)
+        stats = seed_stats(values)
+        value = f"{stats.mean:.6g} (mean of {len(values)} seeds)" if len(values) > 1 else f"{best.metric:.6g}"
+        return (f"stage {record.name} ended ({record.end_reason}); best node {best.id} "
+                f"{self.spec.objective.metric}={value}; add {record.name} to spec.approvedGates to go on")
 
     def candidates(self, record: StageRecord) -> list[Node]:
         """The nodes a stage's best is chosen from: its good search nodes (in creation order), and its root."""
@@ -224,7 +243,7 @@ class Engine:
     def complete(self, node_id: str, outcome: Outcome) -> Node:
         """Fold a finished node's outcome into the tree and advance stages."""
         node = self.journal.nodes[node_id]
-        if outcome.details.get(CONFIGURATION_ERROR):
+        if outcome.details.configuration_error:
             node.outcome = outcome
             self.journal.set_status(node, "failed")
             self.fail(outcome.reason or "configuration error")
@@ -380,8 +399,25 @@ class Engine:
             self._confirm_root(following[0], best)  # it started early: it goes on even after a stop
         elif self._stop_reason:
             self._skip_waiting(f"not started: {self._stop_reason}")
+        elif following and self._gated(record.name):
+            journal.record("gate-waiting", f"stage {following[0].name} waits for approval of stage {record.name} "
+                           f"(spec.gates); best {best.id} {self.spec.objective.metric}={best.metric:.6g}",
+                           record.name)
         elif following:
             self._begin_stage(following[0], root=best.id)
+
+    def _gated(self, stage: StageName) -> bool:
+        return stage in self.spec.gates and stage not in self.spec.approved_gates
+
+    def _open_gates(self) -> None:
+        """Start the stage after each approved gate (the approval may have come while no process ran)."""
+        for record in gate_waiting(self.journal):
+            if self._gated(record.name) or self._stop_reason or self.journal.phase != "searching":
+                continue
+            following = self.journal.stages[self.journal.stages.index(record) + 1]
+            self.journal.record("gate-approved", f"stage {record.name} approved (spec.approvedGates); stage "
+                                f"{following.name} starts", record.name)
+            self._begin_stage(following, root=record.best)
 
     def _confirm_root(self, record: StageRecord, best: Node) -> None:
         """A stage that started early from a provisional best: keep its root, or re-root it on the best."""
@@ -572,6 +608,8 @@ class Engine:
         stage = self.current_stage()
         if stage is None or stage.name == "initial" or self._stop_reason or self.spec.suspend:
             return None
+        if self._gated(stage.name):
+            return None  # nothing of the next stage may start before the gate is approved
         if not stage.contenders and self._idle(stage.name):
             return None
         following = next((s for s in self.journal.stages[self.journal.stages.index(stage) + 1:]
@@ -667,3 +705,9 @@ class Engine:
 
 _EXPANSION: dict[str, str] = {"tuning": "tune", "research": "improve"}
 """The action that expands a stage's ranked nodes, best first."""
+
+
+def gate_waiting(journal: Journal) -> list[StageRecord]:
+    """Stages that have ended while the next one has not started (only a gate holds a run there)."""
+    stages = journal.stages
+    return [s for s, after in zip(stages, stages[1:]) if s.status == "done" and s.best and after.status == "waiting"]

@@ -50,8 +50,78 @@ class NodeConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
-CONFIGURATION_ERROR = "configurationError"
-"""An ``Outcome.details`` key: the run's configuration cannot work (its image lacks a requirement); the run fails."""
+@dataclasses.dataclass
+class Details:
+    """What an adapter recorded about how a node attempt ran: one typed record, one spelling, in both modes."""
+
+    status: str | None = None
+    """The runtime's status of the program: succeeded, failed, timeout, killed (None: no result came back)."""
+    exit_code: int | None = None
+    """The program's exit status (None when a signal ended it or nothing ran)."""
+    container_exit_code: int | None = None
+    """The node container's exit status, in the cluster (the runtime's own, not the program's)."""
+    container_reason: str | None = None
+    """Why the container ended, when the kubelet says (``OOMKilled``)."""
+    job_condition: str | None = None
+    """The Job condition that ended the attempt, when it was the Job (``DeadlineExceeded``)."""
+    code_hash: str | None = None
+    """Content hash of the code and config that ran, as the runtime computed it."""
+    overhead_seconds: float | None = None
+    """Seconds the runtime spent around the program (copying code, collecting outputs)."""
+    wall_seconds: float | None = None
+    """Seconds from launch to the end of the executor, as the driving adapter measured them."""
+    cpu_seconds: float | None = None
+    """CPU time the program used."""
+    max_rss_bytes: int | None = None
+    """Peak resident memory of the program's largest process."""
+    stdout_bytes: int | None = None
+    """Bytes the program wrote to stdout."""
+    stderr_bytes: int | None = None
+    """Bytes the program wrote to stderr."""
+    plots: list[str] = dataclasses.field(default_factory=list)
+    """The plots the node produced, relative to its plots folder."""
+    artifact_errors: list[str] = dataclasses.field(default_factory=list)
+    """Outputs that did not upload (cluster)."""
+    attempt: int | None = None
+    """Which attempt of the node this outcome is from (cluster: each attempt is one Job)."""
+    job: str | None = None
+    """The attempt's Job (cluster)."""
+    pod: str | None = None
+    """The attempt's pod, when the outcome names one (cluster)."""
+    artifacts: str | None = None
+    """Where the attempt's outputs are stored (an ``s3://`` URI in the cluster)."""
+    started_at: str | None = None
+    """When the program started (RFC 3339)."""
+    finished_at: str | None = None
+    """When it ended (RFC 3339)."""
+    adopted: bool = False
+    """Taken from the ExperimentNode's status, which recorded the end before the journal did."""
+    review: dict[str, Any] | None = None
+    """The LLM's review of the node (buggy, reason, summary, by, prompt)."""
+    plot_feedback: dict[str, Any] | None = None
+    """The vision model's feedback on the node's plots (valid, summary, analyses)."""
+    configuration_error: bool | None = None
+    """True: the run's configuration cannot work (its image lacks a requirement), and the engine fails the run."""
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Details:
+        """Read back a record, including those journals wrote before the keys had one spelling."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = _LEGACY_DETAILS.get(key, key)
+            if key == "job" and value == "DeadlineExceeded":
+                name = "job_condition"  # the old records put the Job's condition under the Job's name
+            if name in names and value is not None:
+                fields[name] = value
+        return cls(**fields)
+
+
+_LEGACY_DETAILS = {"exitCode": "exit_code", "overheadSeconds": "overhead_seconds", "wallSeconds": "wall_seconds",
+                   "stdoutBytes": "stdout_bytes", "stderrBytes": "stderr_bytes", "codeHash": "code_hash",
+                   "artifactErrors": "artifact_errors", "containerReason": "container_reason",
+                   "startedAt": "started_at", "finishedAt": "finished_at", "plotFeedback": "plot_feedback"}
+"""camelCase keys of journals written before ``Details`` existed, and the field each is now."""
 
 
 @dataclasses.dataclass
@@ -70,8 +140,8 @@ class Outcome:
     """A failure of the machine rather than the program (evicted, node lost): retried, never buggy."""
     duration_seconds: float | None = None
     """How long the program ran."""
-    details: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """Adapter-specific facts kept for the record (exit code, output sizes, artefact paths)."""
+    details: Details = dataclasses.field(default_factory=Details)
+    """How the attempt ran, for the record (exit code, output sizes, where its outputs are)."""
 
 
 @dataclasses.dataclass
@@ -451,5 +521,7 @@ def _node_from_dict(raw: Mapping[str, Any]) -> Node:
     fields = dict(raw)
     fields["config"] = NodeConfig(**fields["config"])
     if fields.get("outcome") is not None:
-        fields["outcome"] = Outcome(**fields["outcome"])
+        outcome = dict(fields["outcome"])
+        outcome["details"] = Details.from_dict(outcome.get("details") or {})
+        fields["outcome"] = Outcome(**outcome)
     return Node(**fields)

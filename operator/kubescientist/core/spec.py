@@ -185,6 +185,10 @@ class RunSpec:
     """The node programs' image, packages and environment variables."""
     datasets: tuple[Dataset, ...] = ()
     """Data mounted read-only into every node."""
+    gates: tuple[StageName, ...] = ()
+    """Stages after which the run waits for a person's approval before the next stage starts."""
+    approved_gates: tuple[StageName, ...] = ()
+    """Gated stages approved to go on."""
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     """The validated, defaulted spec as a dict (storage, scheduling pass-through and the like)."""
 
@@ -261,6 +265,8 @@ def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
         suspend=bool(spec.get("suspend", False)),
         runtime=_runtime(spec.get("runtime", {})),
         datasets=tuple(_dataset(d) for d in spec.get("datasets", ())),
+        gates=tuple(spec.get("gates", ())),
+        approved_gates=tuple(spec.get("approvedGates", ())),
         raw=spec,
     )
 

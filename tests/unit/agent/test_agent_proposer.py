@@ -169,7 +169,7 @@ def test_review_of_a_good_and_a_failed_run(server: ScriptedLLMServer) -> None:
     assert not ok.buggy and ok.reason is None and ok.summary and ok.by == "llm" and ok.prompt == "review_node@1"
     assert bad.buggy and bad.reason == "exit status 1: KeyError: 'lr'"
     applied = ok.apply(good.outcome)  # type: ignore[arg-type]
-    assert not applied.buggy and applied.details["review"]["summary"] == ok.summary
+    assert not applied.buggy and applied.details.review["summary"] == ok.summary
     assert STDERR.strip() in str(server.requests[-1].body["messages"][-1]["content"])
 
 
@@ -225,7 +225,7 @@ def test_plot_feedback_sends_the_images(server: ScriptedLLMServer) -> None:
         base64.b64encode(PNG).decode()
     assert server.requests[-1].body["model"] == "scripted-model"
     kept = feedback.apply(good.outcome)  # type: ignore[arg-type]
-    assert kept.details["plotFeedback"]["analyses"]["acc.png"].startswith("Image 1")
+    assert kept.details.plot_feedback["analyses"]["acc.png"].startswith("Image 1")
     none = run(proposer(server), lambda a: a.plot_feedback(good, NodeOutput()))
     assert not none.valid and len(server.requests) == 1
 

@@ -49,7 +49,7 @@ def test_stop_ends_the_run_with_what_it_has() -> None:
 
 
 def test_a_configuration_error_fails_the_run_without_buggy_nodes_or_debugging() -> None:
-    from kubescientist.core.journal import CONFIGURATION_ERROR, Outcome
+    from kubescientist.core.journal import Details, Outcome
 
     engine = Engine(spec_with(search={"drafts": 2, "parallelism": 3}), Journal())
     proposer = OfflineProposer(SPACE, 7)
@@ -63,7 +63,7 @@ def test_a_configuration_error_fails_the_run_without_buggy_nodes_or_debugging() 
     first, second = nodes
     engine.start(first.id)  # the second is committed but not started yet
     reason = "configuration error: the node image lacks the requirement(s) scipy (not installed)"
-    engine.complete(first.id, Outcome(buggy=False, reason=reason, details={CONFIGURATION_ERROR: True}))
+    engine.complete(first.id, Outcome(buggy=False, reason=reason, details=Details(configuration_error=True)))
     journal = engine.journal
     assert journal.phase == "failed" and journal.message == reason and engine.done
     assert journal.nodes[first.id].status == "failed" and journal.nodes[second.id].status == "failed"

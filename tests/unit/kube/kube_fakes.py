@@ -21,7 +21,8 @@ from kubescientist.adapters.kube.storage import S3Config, Store
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "fixtures" / "native_template"
 RECORDED = Path(__file__).resolve().parent / "recorded"
-PLURALS = {"ExperimentNode": naming.NODES, "ResearchRun": naming.RUNS, "Job": "jobs", "Pod": "pods"}
+PLURALS = {"ExperimentNode": naming.NODES, "ResearchRun": naming.RUNS, "Job": "jobs", "Pod": "pods",
+           "ConfigMap": "configmaps", "ResearchCampaign": "researchcampaigns"}
 
 
 def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
@@ -40,6 +41,7 @@ class FakeKube:
         self.events: list[tuple[str, str, str]] = []
         self.creates: list[tuple[str, str]] = []
         self.patches: list[tuple[str, str]] = []
+        self.lists: list[str] = []
         self.fail_create: set[str] = set()
         """Kinds whose next create raises (the operator 'dies' right before it)."""
         self._uids = itertools.count(1)
@@ -64,6 +66,7 @@ class FakeKube:
         return copy.deepcopy(self.put(plural, copy.deepcopy(dict(obj))))
 
     def list(self, api_version: str, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.lists.append(plural)
         wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
         return [copy.deepcopy(o) for (p, ns, _), o in sorted(self.objects.items())
                 if p == plural and ns == namespace
@@ -78,6 +81,10 @@ class FakeKube:
         obj = self.objects[(plural, namespace, name)]
         obj.setdefault("status", {})
         merge(obj["status"], status)
+        self.patches.append((plural, name))
+
+    def patch(self, api_version: str, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        merge(self.objects[(plural, namespace, name)], patch)
         self.patches.append((plural, name))
 
     def event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:

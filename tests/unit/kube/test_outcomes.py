@@ -30,7 +30,7 @@ def test_success_is_folded_from_the_termination_message() -> None:
     assert not seen.outcome.buggy and not seen.outcome.infrastructure
     assert seen.outcome.metrics == {"linear": {"val_r2": {"final": 0.9931}}, "shifted": {"val_r2": {"final": 0.9795}}}
     assert seen.outcome.duration_seconds == pytest.approx(0.118)
-    assert seen.outcome.details["exitCode"] == 0 and seen.started_at and seen.finished_at
+    assert seen.outcome.details.container_exit_code == 0 and seen.started_at and seen.finished_at
 
 
 def test_program_error_is_buggy_with_the_programs_reason() -> None:

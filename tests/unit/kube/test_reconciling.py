@@ -14,7 +14,7 @@ from kube_fakes import Cluster, RECORDED
 from kubescientist.adapters.kube.journal_store import read_journal
 from kubescientist.adapters.kube import naming
 from kubescientist.adapters.kube.config import Settings
-from kubescientist.adapters.kube.reconciling import Reconciler
+from kubescientist.adapters.kube.reconciling import Children, Reconciler
 
 SETTINGS = Settings(node_image="img:test")
 
@@ -352,3 +352,91 @@ def test_an_experiment_node_deleted_by_hand_comes_back() -> None:
     reconcile(reconciler, cluster)
     assert "demo-n0000" in cluster.kube.of(naming.NODES)
     assert drive(cluster, reconciler)["phase"] == "Succeeded"
+
+
+# -- scaling: watch indexes instead of lists, TTL on folded Jobs, settled statuses, sub-second reaction ------
+
+def children(cluster: Cluster, seen: dict[str, float] | None = None) -> Children:
+    """What the operator's Job and pod indexes hold for the run (pods finished carry when they were seen so)."""
+    pods = []
+    for pod in cluster.kube.of("pods").values():
+        pod = copy.deepcopy(pod)
+        if seen is not None and pod["metadata"]["name"] in seen:
+            pod["seenFinished"] = seen[pod["metadata"]["name"]]
+        pods.append(pod)
+    return Children(jobs=[copy.deepcopy(j) for j in cluster.jobs().values()], pods=pods)
+
+
+def test_passes_work_from_the_indexes_without_listing() -> None:
+    cluster = Cluster()
+    reconciler = operator(cluster)
+    for _ in range(40):
+        reconciler.reconcile(cluster.run, cluster.kube.indexed(cluster.name), children(cluster))
+        if cluster.run.get("status", {}).get("phase") == "Succeeded":
+            break
+        cluster.start_pods()
+        cluster.finish_all()
+    assert cluster.run["status"]["phase"] == "Succeeded"
+    # One list of ExperimentNodes when the run's state is loaded; never a list of Jobs or pods.
+    assert cluster.kube.lists == [naming.NODES]
+
+
+def test_folded_jobs_get_a_ttl_and_running_ones_do_not() -> None:
+    cluster = Cluster()
+    reconciler = operator(cluster)
+    reconcile(reconciler, cluster)
+    cluster.start_pods()
+    reconcile(reconciler, cluster)
+    (first,) = cluster.jobs()
+    assert "ttlSecondsAfterFinished" not in cluster.jobs()[first]["spec"]  # running: its outcome is not saved
+    cluster.finish(first)
+    reconcile(reconciler, cluster)
+    assert cluster.jobs()[first]["spec"]["ttlSecondsAfterFinished"] == SETTINGS.finished_job_ttl_seconds
+    assert journal(cluster)["nodes"]["n0000"]["status"] == "succeeded"  # saved before the TTL was set
+    assert all("ttlSecondsAfterFinished" not in j["spec"] for n, j in cluster.jobs().items() if n != first)
+    # Once: a later pass does not write it again.
+    patches = len(cluster.kube.patches)
+    reconcile(reconciler, cluster)
+    assert ("jobs", first) not in cluster.kube.patches[patches:]
+
+
+def test_a_pass_with_nothing_new_writes_nothing() -> None:
+    cluster = Cluster()
+    reconciler = operator(cluster)
+    drive(cluster, reconciler)
+    writes = (len(cluster.kube.patches), len(cluster.kube.creates), len(cluster.kube.events))
+    for _ in range(3):
+        reconcile(reconciler, cluster)
+    assert (len(cluster.kube.patches), len(cluster.kube.creates), len(cluster.kube.events)) == writes
+    assert set(reconciler.runs[("ns", "demo")].settled) == set(cluster.kube.of(naming.NODES))
+
+
+def test_a_settled_node_deleted_by_hand_is_created_again() -> None:
+    cluster = Cluster()
+    reconciler = operator(cluster)
+    drive(cluster, reconciler)
+    del cluster.kube.objects[(naming.NODES, "ns", "demo-n0000")]
+    reconcile(reconciler, cluster)
+    reconcile(reconciler, cluster)
+    again = cluster.kube.of(naming.NODES)["demo-n0000"]
+    assert again["status"]["phase"] == "Succeeded"
+
+
+def test_reaction_is_timed_from_when_the_watch_saw_the_pod_finish() -> None:
+    from kubescientist.adapters import metrics
+
+    cluster = Cluster()
+    moment = datetime.datetime(2026, 1, 1, 0, 5, tzinfo=datetime.timezone.utc)
+    reconciler = Reconciler(cluster.kube, SETTINGS, store_factory=cluster.store, clock=lambda: moment)
+    reconciler.reconcile(cluster.run, cluster.kube.indexed(cluster.name), children(cluster))
+    cluster.start_pods()
+    (first,) = cluster.jobs()
+    cluster.finish(first)
+    before = metrics.METRICS.reaction.collect()[0]
+    count = next(s.value for s in before.samples if s.name.endswith("_count"))
+    total = next(s.value for s in before.samples if s.name.endswith("_sum"))
+    seen = {f"{first}-x": moment.timestamp() - 0.25}
+    reconciler.reconcile(cluster.run, cluster.kube.indexed(cluster.name), children(cluster, seen))
+    after = metrics.METRICS.reaction.collect()[0]
+    assert next(s.value for s in after.samples if s.name.endswith("_count")) == count + 1
+    assert next(s.value for s in after.samples if s.name.endswith("_sum")) - total == pytest.approx(0.25)

@@ -111,8 +111,7 @@ class KubeAgent(AgentCalls):
         self.ledger = self.client.ledger
         self.journal: Journal | None = None
         """The run's journal (set by the caller), to find each node's latest attempt."""
-        self.goal_checked: dict[str, int] = {}
-        """Stage -> how many finished nodes it had when the LLM was last asked whether its goal is met."""
+        self.goal_checked = {}
         self._earlier: list[Any] = []
         saved = store.get_json(store.run_key('llm.json'))
         if isinstance(saved, dict):
@@ -126,8 +125,8 @@ class KubeAgent(AgentCalls):
 
     # -- the calls the reconcile pass makes ---------------------------------------------------------------
 
-    def review(self, node: Node, attempt: int, outcome: Outcome) -> Outcome:
-        return self.reviewed(node, outcome, self.read_output(node.id, attempt))
+    def review(self, node: Node, outcome: Outcome) -> Outcome:
+        return self.reviewed(node, outcome, self.read_output(node.id, node.attempts))
 
     # -- node outputs ------------------------------------------------------------------------------------
 

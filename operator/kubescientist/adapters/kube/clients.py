@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import pathlib
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import kubernetes
@@ -19,6 +20,11 @@ import kubernetes
 from kubescientist.adapters import metrics
 from kubescientist.adapters.kube import naming
 
+JOB_NAME_LABELS = ('batch.kubernetes.io/job-name', 'job-name')
+"""The label the Job controller puts on its pods (the second for clusters older than 1.27)."""
+SA_NAMESPACE_FILE = pathlib.Path('/var/run/secrets/kubernetes.io/serviceaccount/namespace')
+NODE_CONTAINER = 'node'
+"""The container of node, writeup and review pods (``manifests.CONTAINER``)."""
 REQUEST_TIMEOUT = (10.0, 60.0)
 """(connect, read) seconds of every API call."""
 
@@ -47,6 +53,9 @@ class Kube(Protocol):
                      status: Mapping[str, Any]) -> None:
         """Merge-patch the status subresource."""
 
+    def patch(self, api_version: str, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch the object itself."""
+
     def event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about an object (best effort)."""
 
@@ -57,19 +66,28 @@ def _path(api_version: str, plural: str, namespace: str, name: str | None = None
     return f'{path}/{urllib.parse.quote(name)}' if name else path
 
 
-_PLURALS = {'ExperimentNode': naming.NODES, 'ResearchRun': naming.RUNS, 'Job': 'jobs', 'Pod': 'pods',
+_PLURALS = {'ExperimentNode': naming.NODES, 'ResearchRun': naming.RUNS, 'ResearchCampaign': 'researchcampaigns',
+            'Job': 'jobs', 'Pod': 'pods',
             'Event': 'events', 'ConfigMap': 'configmaps', 'Secret': 'secrets'}
 
 
 class ApiKube:
     """``Kube`` over the official client's ApiClient (thread-safe: one pool, calls from worker threads)."""
 
-    def __init__(self, api: kubernetes.client.ApiClient | None = None) -> None:
-        self.api = api or kubernetes.client.ApiClient()
+    def __init__(self, api: kubernetes.client.ApiClient | None = None, connections: int = 64) -> None:
+        """``connections``: kept-alive connections to the API server. The client's default (5 per core) is
+        fewer than the threads that call it at once, and each call beyond it opens a new TLS connection."""
+        if api is None:
+            config = kubernetes.client.Configuration.get_default_copy()
+            config.connection_pool_maxsize = connections
+            api = kubernetes.client.ApiClient(config)
+        self.api = api
 
     def _call(self, method: str, path: str, query: Sequence[tuple[str, str]] = (), body: Any = None,
               content_type: str = 'application/json') -> Any:
         headers = {'Accept': 'application/json', 'Content-Type': content_type}
+        if method != 'GET':
+            metrics.api_write(method.lower(), _resource_of(path))
         try:
             _, url, headers, body, _ = self.api.param_serialize(
                 method, path, query_params=list(query), header_params=headers, body=body,
@@ -122,6 +140,10 @@ class ApiKube:
         self._call('PATCH', _path(api_version, plural, namespace, name) + '/status', body={'status': status},
                    content_type='application/merge-patch+json')
 
+    def patch(self, api_version: str, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self._call('PATCH', _path(api_version, plural, namespace, name), body=patch,
+                   content_type='application/merge-patch+json')
+
     def event(self, involved: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         meta = involved['metadata']
         now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
@@ -139,6 +161,101 @@ class ApiKube:
             self._call('POST', _path('v1', 'events', meta['namespace']), body=body)
         except ApiError:
             pass  # Events are a courtesy: status holds everything that matters.
+
+
+class KubectlApi:
+    """What ``kubectl scientist`` reads and changes, over the official client configured like kubectl.
+
+    Problems are raised as ``error`` (the plugin's own exception), with a message the user can act on.
+    """
+
+    def __init__(self, namespace: str | None, kubeconfig: str | None, context: str | None,
+                 error: Callable[[str], Exception] = RuntimeError) -> None:
+        self.error = error
+        config = kubernetes.config
+        try:
+            config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            if kubeconfig or context:
+                raise self.error(f"kubeconfig {kubeconfig or '(default)'}, context {context or '(current)'}: "
+                                 "cannot be loaded") from None
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
+            except config.ConfigException:
+                raise self.error("no kubeconfig ($KUBECONFIG, ~/.kube/config, --kubeconfig) and not in a pod") \
+                    from None
+            default = SA_NAMESPACE_FILE.read_text().strip() if SA_NAMESPACE_FILE.exists() else 'default'
+        else:
+            # kubectl's rule: the namespace of the context in use, else "default".
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            chosen = next((c for c in contexts if c['name'] == context), active) if context else active
+            default = ((chosen or {}).get('context') or {}).get('namespace') or 'default'
+        self.namespace: str = namespace or default
+        self.custom = kubernetes.client.CustomObjectsApi()
+        self.core = kubernetes.client.CoreV1Api()
+
+    def _call(self, what: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except kubernetes.client.exceptions.ApiException as err:
+            if err.status == 404:
+                raise self.error(f"{what} not found in namespace {self.namespace}") from None
+            if err.status == 403:
+                raise self.error(f"{what}: forbidden ({_reason(err)})") from None
+            raise self.error(f"{what}: HTTP {err.status}: {_reason(err)}") from None
+
+    def get_run(self, name: str) -> dict[str, Any]:
+        run: dict[str, Any] = self._call(f"researchrun {name}", self.custom.get_namespaced_custom_object,
+                                         naming.GROUP, naming.VERSION, self.namespace, naming.RUNS, name)
+        return run
+
+    def list_nodes(self, run: str) -> list[dict[str, Any]]:
+        data = self._call(f"experimentnodes of {run}", self.custom.list_namespaced_custom_object,
+                          naming.GROUP, naming.VERSION, self.namespace, naming.NODES,
+                          label_selector=f'{naming.RUN_LABEL}={run}')
+        return list(data.get('items') or [])
+
+    def get_node(self, name: str) -> dict[str, Any]:
+        node: dict[str, Any] = self._call(f"experimentnode {name}", self.custom.get_namespaced_custom_object,
+                                          naming.GROUP, naming.VERSION, self.namespace, naming.NODES, name)
+        return node
+
+    def set_suspend(self, run: str, suspend: bool) -> dict[str, Any]:
+        patched: dict[str, Any] = self._call(
+            f"researchrun {run}", self.custom.patch_namespaced_custom_object, naming.GROUP, naming.VERSION,
+            self.namespace, naming.RUNS, run, {'spec': {'suspend': suspend}}, _content_type='application/merge-patch+json')
+        return patched
+
+    def get_secret(self, name: str) -> dict[str, Any] | None:
+        try:
+            secret = self.core.read_namespaced_secret(name, self.namespace)
+        except kubernetes.client.exceptions.ApiException as err:
+            if err.status == 404:
+                return None
+            raise self.error(f"secret {name}: HTTP {err.status}: {_reason(err)}") from None
+        return {'data': dict(secret.data or {})}
+
+    def job_log(self, job: str) -> str:
+        pods: list[Any] = []
+        for label in JOB_NAME_LABELS:
+            found = self._call(f"pods of Job {job}", self.core.list_namespaced_pod, self.namespace,
+                               label_selector=f'{label}={job}')
+            pods = list(found.items or [])
+            if pods:
+                break
+        if not pods:
+            raise self.error(f"Job {job} has no pod left to read a log from")
+        newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
+        log: str = self._call(f"log of pod {newest.metadata.name}", self.core.read_namespaced_pod_log,
+                              newest.metadata.name, self.namespace, container=NODE_CONTAINER)
+        return log
+
+
+def _reason(err: Any) -> str:
+    try:
+        return str(json.loads(err.body).get('message')) if err.body else str(err.reason)
+    except (ValueError, AttributeError):
+        return str(err.reason)
 
 
 def load_config() -> None:

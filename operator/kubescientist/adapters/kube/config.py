@@ -45,6 +45,12 @@ class Settings:
     """How often each active run is reconciled even when nothing nudged it."""
     idle_resync_seconds: float = 120.0
     """How often a finished run is looked at again (a spec edit also wakes it)."""
+    reconcile_workers: int = 32
+    """Reconcile passes that may run at once (one per run at most): threads of the operator's own pool, so
+    that many runs do not queue behind each other for the asyncio default pool (cores + 4 threads)."""
+    finished_job_ttl_seconds: int = 300
+    """ttlSecondsAfterFinished set on a node's Job once its outcome is in the journal: the Job and its pod go
+    away after this long (their logs with them; outputs stay in object storage)."""
     s3_endpoint: str = ''
     """Overrides spec.storage.s3.endpoint for the operator's own S3 calls (an in-cluster address, say);
     presigned URLs still use the run's endpoint, which is what pods reach."""

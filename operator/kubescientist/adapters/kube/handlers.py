@@ -2,8 +2,8 @@
 
 The recipe of kopf's author for level-based operators: a per-object daemon computes the actual state and
 acts on it; low-level event handlers on the children only wake that daemon (an ``asyncio.Event`` per run,
-kept in the operator's memo), and an index keeps the children by parent so that a pass needs no extra list
-call for them. A run is reconciled when something about it changed, and every ``resync_seconds`` anyway:
+kept in the operator's memo), and indexes keep the children (ExperimentNodes, Jobs, pods) by run so that a
+pass makes no list call at all: it works from what the watches already delivered. A run is reconciled when something about it changed, and every ``resync_seconds`` anyway:
 a missed event costs latency, never correctness.
 
 Watches of Jobs, pods and ExperimentNodes are filtered server-side by the ``app.kubernetes.io/managed-by``
@@ -16,6 +16,7 @@ kubescientist.adapters.kube.handlers``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -27,7 +28,7 @@ import kopf
 
 from kubescientist.adapters import metrics
 from kubescientist.adapters.kube import clients, config, naming
-from kubescientist.adapters.kube.reconciling import Reconciler
+from kubescientist.adapters.kube.reconciling import Children, Reconciler
 
 DEBOUNCE_SECONDS = 0.2
 """After a wake-up, wait this long so that a burst of events (a Job and its pod finishing) makes one pass."""
@@ -42,7 +43,12 @@ class Operator:
 
     reconciler: Reconciler
     settings: config.Settings
+    pool: concurrent.futures.ThreadPoolExecutor
+    """The threads passes run in (``settings.reconcile_workers``), apart from kopf's and asyncio's own."""
     wakers: dict[tuple[str, str], asyncio.Event] = dataclasses.field(default_factory=dict)
+    finished_seen: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Pod uid -> when its watch first showed it finished (epoch seconds): reaction latency's start, to the
+    millisecond (the container's ``finishedAt`` has one-second resolution)."""
 
     def waker(self, namespace: str, name: str) -> asyncio.Event:
         return self.wakers.setdefault((namespace, name), asyncio.Event())
@@ -71,18 +77,55 @@ def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, *
         settings.watching.label_selectors[resource] = selector
     clients.load_config()
     metrics.serve_from_env()
-    memo['operator'] = Operator(reconciler=Reconciler(clients.ApiKube(), own), settings=own)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=own.reconcile_workers, thread_name_prefix='pass')
+    memo['operator'] = Operator(reconciler=Reconciler(clients.ApiKube(), own), settings=own, pool=pool)
     logger.info("kubescientist operator: node image %s, resync every %ss", own.node_image, own.resync_seconds)
 
 
 @kopf.index(naming.GROUP, naming.VERSION, naming.NODES, labels=MANAGED)
-def nodes_by_run(namespace: str | None, name: str, uid: str, labels: Mapping[str, str],
-                 status: kopf.Status, **_: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
+async def nodes_by_run(namespace: str | None, name: str, uid: str, labels: Mapping[str, str],
+                       status: kopf.Status, **_: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
     """ExperimentNodes by (namespace, run): name, uid and status, for the run's passes."""
     run = labels.get(naming.RUN_LABEL)
     if not run or namespace is None:
         return None
     return {(namespace, run): {'name': name, 'uid': uid, 'status': json.loads(json.dumps(dict(status)))}}
+
+
+def _child(body: kopf.Body) -> dict[str, Any]:
+    """A plain copy of a Job or pod without what no pass reads (managed fields, annotations)."""
+    meta = body.get('metadata', {})
+    return {'metadata': {k: meta.get(k) for k in ('name', 'namespace', 'uid', 'labels', 'creationTimestamp',
+                                                  'deletionTimestamp')},
+            'spec': json.loads(json.dumps(dict(body.get('spec', {})))),
+            'status': json.loads(json.dumps(dict(body.get('status', {}))))}
+
+
+@kopf.index('batch', 'v1', 'jobs', labels=MANAGED)
+async def jobs_by_run(namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
+                      **_: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """The run's Jobs by (namespace, run), as the watch delivered them."""
+    run = labels.get(naming.RUN_LABEL)
+    if not run or namespace is None:
+        return None
+    return {(namespace, run): _child(body)}
+
+
+@kopf.index('v1', 'pods', labels=MANAGED)
+async def pods_by_run(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, uid: str, memo: Any,
+                      **_: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """The run's pods by (namespace, run); a finished pod carries when the operator first saw it finished."""
+    run = labels.get(naming.RUN_LABEL)
+    if not run or namespace is None:
+        return None
+    pod = _child(body)
+    if pod['status'].get('phase') in ('Succeeded', 'Failed'):
+        seen = _operator(memo).finished_seen
+        pod['seenFinished'] = seen.setdefault(uid, time.time())
+        if len(seen) > 100_000:  # bounded: the oldest stamps are of pods long folded
+            for key in list(seen)[:50_000]:
+                del seen[key]
+    return {(namespace, run): pod}
 
 
 @kopf.daemon(naming.GROUP, naming.VERSION, naming.RUNS, cancellation_timeout=5.0)
@@ -91,6 +134,9 @@ async def run_daemon(body: kopf.Body, namespace: str | None, name: str, stopped:
     """Reconcile one run for as long as it exists: when nudged, and every resync period."""
     assert namespace is not None, "ResearchRuns are namespaced"
     index: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs['nodes_by_run']
+    jobs: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs['jobs_by_run']
+    pods: kopf.Index[tuple[str, str], dict[str, Any]] = kwargs['pods_by_run']
+    loop = asyncio.get_running_loop()
     operator = _operator(memo)
     wake = operator.waker(namespace, name)
     failures = 0
@@ -100,15 +146,17 @@ async def run_daemon(body: kopf.Body, namespace: str | None, name: str, stopped:
             # A private copy: kopf updates the live body from the watch while the pass runs in a thread.
             run = json.loads(json.dumps(dict(body)))
             indexed = [dict(n) for n in index.get((namespace, name), [])]
+            children = Children(jobs=list(jobs.get((namespace, name), [])), pods=list(pods.get((namespace, name), [])))
             began = time.monotonic()
             try:
-                delay = await asyncio.to_thread(operator.reconciler.reconcile, run, indexed)
+                delay = await loop.run_in_executor(operator.pool, operator.reconciler.reconcile, run, indexed,
+                                                   children)
                 metrics.reconcile_finished(time.monotonic() - began, ok=True)
                 failures = 0
             except Exception as err:  # noqa: BLE001 - a failed pass is retried; the run says why
                 metrics.reconcile_finished(time.monotonic() - began, ok=False)
                 logger.exception("reconcile of %s/%s failed", namespace, name)
-                await asyncio.to_thread(operator.reconciler.report_error, run, err)
+                await loop.run_in_executor(operator.pool, operator.reconciler.report_error, run, err)
                 delay = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
                 failures += 1
             await _pause(wake, stopped, delay)

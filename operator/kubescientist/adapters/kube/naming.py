@@ -15,6 +15,7 @@ VERSION = 'v1alpha1'
 API_VERSION = f'{GROUP}/{VERSION}'
 RUNS = 'researchruns'
 NODES = 'experimentnodes'
+CAMPAIGNS = 'researchcampaigns'
 
 RUN_LABEL = 'kubescientist.io/run'
 """The run a child belongs to (the run's name; at most 63 characters by the CRD's CEL rule)."""

@@ -12,7 +12,7 @@ tested on recorded objects. The classification:
   runtime itself could not run the node (code download failed): infrastructure, retried by the engine
   with a new Job and not counted against the search;
 - the runtime found the image lacking a requirement of the run: a configuration error, which fails the
-  run (``CONFIGURATION_ERROR``): no node is buggy and none is debugged or retried;
+  run (``Details.configuration_error``): no node is buggy and none is debugged or retried;
 - the image cannot be pulled (``ErrImagePull``, ``ImagePullBackOff``...): not an outcome: the node
   waits, and the run gets a ``Stalled`` condition that says which image and why.
 """
@@ -24,10 +24,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from kubescientist.core.journal import CONFIGURATION_ERROR, Outcome
+from kubescientist.adapters.results import REASON_CHARS, Report, infrastructure, outcome
+from kubescientist.core.journal import Details, Outcome
 
 State = Literal['missing', 'pending', 'running', 'finished']
 RawObject = Mapping[str, Any]
+LOST_MESSAGE = "pod of the completed Job is gone; its termination message is lost"
+"""The reason of an attempt whose result must come from its uploaded result.json, if there is one."""
 
 IMAGE_PROBLEMS = frozenset({'ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull',
                             'RegistryUnavailable'})
@@ -37,8 +40,6 @@ START_PROBLEMS = frozenset({'CreateContainerConfigError', 'CreateContainerError'
 EVICTION_REASONS = frozenset({'Evicted', 'NodeLost', 'Shutdown', 'NodeShutdown', 'Terminated', 'UnexpectedAdmissionError',
                               'OutOfcpu', 'OutOfmemory', 'OutOfpods', 'NodeAffinity'})
 """Pod-level ``status.reason`` values that mean the machine, not the program, ended the pod."""
-REASON_CHARS = 1500
-"""How much of a log tail or message goes into a reason (the journal keeps it; status truncates)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,25 +95,6 @@ def parse_report(message: str | None) -> Mapping[str, Any] | None:
     return data if isinstance(data, dict) and 'status' in data else None
 
 
-def outcome_from_report(report: Mapping[str, Any]) -> Outcome:
-    """The engine's outcome from a runtime's termination message (status succeeded/failed/timeout/killed)."""
-    finals = report.get('metrics') or {}
-    metrics = {str(dataset): {str(name): {'final': value} for name, value in per.items()}
-               for dataset, per in finals.items() if isinstance(per, Mapping)}
-    details = {'status': report.get('status'), 'codeHash': report.get('codeHash')}
-    if report.get('artifactErrors'):
-        details['artifactErrors'] = list(report['artifactErrors'])
-    buggy = bool(report.get('buggy')) or report.get('status') != 'succeeded'
-    reason = report.get('buggyReason') or (None if not buggy else f"program ended with status {report.get('status')}")
-    duration = report.get('durationSeconds')
-    return Outcome(buggy=buggy, reason=reason, metrics=metrics if not buggy else {},
-                   duration_seconds=float(duration) if isinstance(duration, (int, float)) else None, details=details)
-
-
-def _infrastructure(reason: str, **details: Any) -> Outcome:
-    return Outcome(buggy=False, infrastructure=True, reason=reason[:REASON_CHARS], details=details)
-
-
 def _memory_limit(pod: RawObject) -> str | None:
     containers = pod.get('spec', {}).get('containers') or [{}]
     limit = containers[0].get('resources', {}).get('limits', {}).get('memory')
@@ -146,18 +128,19 @@ def _finished_pod(job: RawObject | None, pod: RawObject, seen_running: bool) -> 
     disruption = condition(pod, 'DisruptionTarget')
     if disruption is not None:
         why = f"{disruption.get('reason', 'Disrupted')}: {disruption.get('message', '')}".rstrip(': ')
-        return Observation('finished', f"pod {name} was disrupted ({why})", _infrastructure(
-            f"pod disrupted ({why})", pod=name), pod_name=name, started_at=started, finished_at=finished)
+        return Observation('finished', f"pod {name} was disrupted ({why})", infrastructure(
+            f"pod disrupted ({why})", Details(pod=name)), pod_name=name, started_at=started, finished_at=finished)
     if status.get('reason') in EVICTION_REASONS:
         why = f"{status['reason']}: {status.get('message', '')}".rstrip(': ')
-        return Observation('finished', f"pod {name} ended by its node ({why})", _infrastructure(
-            f"pod ended by its node ({why})", pod=name), pod_name=name, started_at=started, finished_at=finished)
+        return Observation('finished', f"pod {name} ended by its node ({why})", infrastructure(
+            f"pod ended by its node ({why})", Details(pod=name)), pod_name=name, started_at=started,
+            finished_at=finished)
     container = container_status(pod) or {}
     terminated = container.get('state', {}).get('terminated') or container.get('lastState', {}).get('terminated')
     if not terminated:
         why = status.get('message') or status.get('reason') or f"phase {status.get('phase')}"
         return Observation('finished', f"pod {name} ended without a container result ({why})",
-                           _infrastructure(f"pod ended without running its container ({why})", pod=name),
+                           infrastructure(f"pod ended without running its container ({why})", Details(pod=name)),
                            pod_name=name, started_at=started, finished_at=finished)
     exit_code = terminated.get('exitCode')
     message = terminated.get('message') or ''
@@ -167,25 +150,27 @@ def _finished_pod(job: RawObject | None, pod: RawObject, seen_running: bool) -> 
         limit = _memory_limit(pod)
         reason = "out of memory: the container exceeded its memory limit" + (f" of {limit}" if limit else "") + \
                  " and was OOM-killed"
-        outcome = Outcome(buggy=True, reason=reason, details={'exitCode': exit_code, 'containerReason': 'OOMKilled'})
-        return Observation('finished', reason, outcome, **common)
+        oom = Outcome(buggy=True, reason=reason, details=Details(container_exit_code=exit_code,
+                                                                  container_reason='OOMKilled'))
+        return Observation('finished', reason, oom, **common)
     if report is not None and report.get('status') == 'error' and report.get('configuration') is True:
         reason = str(report.get('message', 'configuration error'))[:REASON_CHARS]
-        outcome = Outcome(buggy=False, reason=reason, details={'exitCode': exit_code, CONFIGURATION_ERROR: True})
-        return Observation('finished', reason, outcome, **common)
+        misconfigured = Outcome(buggy=False, reason=reason,
+                                details=Details(container_exit_code=exit_code, configuration_error=True))
+        return Observation('finished', reason, misconfigured, **common)
     if report is not None and report.get('status') == 'error':
         reason = f"the node runtime could not run the node: {report.get('message', '')}"
-        return Observation('finished', reason, _infrastructure(reason, exitCode=exit_code), **common)
+        return Observation('finished', reason, infrastructure(reason, Details(container_exit_code=exit_code)),
+                           **common)
     if report is not None:
-        outcome = outcome_from_report(report)
-        outcome.details['exitCode'] = exit_code
-        what = "buggy: " + str(outcome.reason) if outcome.buggy else "finished"
-        return Observation('finished', f"program {what}", outcome, **common)
+        reported = outcome(Report(report), Details(container_exit_code=exit_code))
+        what = "buggy: " + str(reported.reason) if reported.buggy else "finished"
+        return Observation('finished', f"program {what}", reported, **common)
     if job is not None and _deadline_exceeded(job):
         return _deadline(job, pod, seen_running)
     tail = f": {message.strip()[-REASON_CHARS:]}" if message.strip() else ""
     reason = f"container exited {exit_code} ({terminated.get('reason', 'no reason')}) without a result{tail}"
-    return Observation('finished', reason, _infrastructure(reason, exitCode=exit_code), **common)
+    return Observation('finished', reason, infrastructure(reason, Details(container_exit_code=exit_code)), **common)
 
 
 def _deadline_exceeded(job: RawObject) -> bool:
@@ -199,10 +184,11 @@ def _deadline(job: RawObject, pod: RawObject | None, seen_running: bool) -> Obse
     started, finished = _times(pod)
     if _started(pod) or seen_running:
         reason = f"timeout: the Job's deadline of {seconds}s passed before the program finished"
-        return Observation('finished', reason, Outcome(buggy=True, reason=reason, details={'job': 'DeadlineExceeded'}),
+        return Observation('finished', reason, Outcome(buggy=True, reason=reason,
+                                                                   details=Details(job_condition='DeadlineExceeded')),
                            pod_name=name, started_at=started, finished_at=finished)
     reason = f"the Job's deadline of {seconds}s passed before the node's pod started (not scheduled in time?)"
-    return Observation('finished', reason, _infrastructure(reason), pod_name=name)
+    return Observation('finished', reason, infrastructure(reason), pod_name=name)
 
 
 def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool = False) -> Observation:
@@ -230,11 +216,10 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
         # The Job failed and its pod is gone (deleted, garbage-collected with a lost node): nothing ran to a result.
         why = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".rstrip(': ')
         return Observation('finished', f"Job failed and its pod is gone ({why})",
-                           _infrastructure(f"pod lost ({why})", job=job['metadata']['name']))
+                           infrastructure(f"pod lost ({why})", Details(job=job['metadata']['name'])))
     if condition(job, 'Complete') is not None and pod is None:
         return Observation('finished', "Job complete but its pod is gone: the result is lost",
-                           _infrastructure("pod of the completed Job is gone; its termination message is lost",
-                                           job=job['metadata']['name']))
+                           infrastructure(LOST_MESSAGE, Details(job=job['metadata']['name'])))
     if pod is None:
         return Observation('pending', "waiting for the Job controller to create the pod")
     return _waiting_pod(pod)

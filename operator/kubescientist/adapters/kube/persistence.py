@@ -10,7 +10,6 @@ is the only writer, so nothing is read back until the next restart.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime
 import logging
@@ -21,15 +20,16 @@ from typing import Any
 
 from experiment_runtime import load_template
 from experiment_runtime.pod import TransferError, unpack
+from kubescientist.adapters.driving import Driver
 from kubescientist.adapters.kube import agent as llm, naming, statuses
 from kubescientist.adapters.kube.clients import Kube
 from kubescientist.adapters.kube.journal_store import S3JournalStore
-from kubescientist.adapters.kube.storage import S3Config, Store
+from kubescientist.adapters.kube.storage import S3Config, StorageError, Store, s3_config_of
 from kubescientist.adapters.kube.templates import Code, RunTemplate, TemplateProblem, materialise, template_free
 from kubescientist.adapters.llm import template_code
 from kubescientist.adapters.templates import search_space_of
 from kubescientist.core.engine import Engine
-from kubescientist.core.journal import Journal
+from kubescientist.core.journal import Journal, Node
 from kubescientist.core.proposer import OfflineProposer
 from kubescientist.core.spec import RunSpec
 
@@ -67,6 +67,10 @@ class RunState:
     """ExperimentNode name -> uid (the owner of its Jobs)."""
     written: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     """ExperimentNode name -> the status last written (or seen), to write only changes."""
+    expired: set[str] = dataclasses.field(default_factory=set)
+    """Jobs given their TTL by this process (the watch shows it a moment later)."""
+    settled: dict[str, int] = dataclasses.field(default_factory=dict)
+    """ExperimentNode name -> the run generation its final status was written for: not looked at again."""
     events_seen: int = 0
     """Journal events already turned into Kubernetes Events."""
     records: bool = False
@@ -75,6 +79,14 @@ class RunState:
     """The run's LLM agent (None for an offline run): proposals, node reviews, stage judgements."""
     llm_stopped: str | None = None
     """Why no new LLM work starts (a cap reached, the endpoint gone), once that happened."""
+    driver: Driver = dataclasses.field(init=False)
+    """Drives the engine: folds finished nodes, judges, fills free slots."""
+
+    def __post_init__(self) -> None:
+        self.driver = Driver(self.engine, self.proposer, self.agent, prepare=self._prepare)
+
+    def _prepare(self, node: Node) -> None:
+        node.code_hash = self.template.code_for(node.config, self.store).hash
 
     @property
     def journal(self) -> Journal:
@@ -95,22 +107,13 @@ class RunState:
 
 def s3_config(run: Mapping[str, Any], kube: Kube, operator_endpoint: str = '') -> S3Config:
     """The run's object storage, with the identity from the Secret it names (read by the operator only)."""
-    namespace = run['metadata']['namespace']
-    s3 = ((run['spec'].get('storage') or {}).get('s3'))
-    if not s3:
-        raise Stalled("spec.storage.s3: required in a cluster (node code and outputs live in object storage)")
-    secret_name = s3['secretRef']['name']
-    secret = kube.get('v1', 'secrets', namespace, secret_name)
-    if secret is None:
-        raise Stalled(f"spec.storage.s3.secretRef: no Secret {secret_name} in namespace {namespace}")
-    data = secret.get('data') or {}
+    s3 = (run['spec'].get('storage') or {}).get('s3') or {}
+    secret_name = (s3.get('secretRef') or {}).get('name')
+    secret = kube.get('v1', 'secrets', run['metadata']['namespace'], secret_name) if secret_name else None
     try:
-        keys = {k: base64.b64decode(data[k]).decode() for k in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY')}
-    except KeyError as err:
-        raise Stalled(f"spec.storage.s3.secretRef: Secret {secret_name} has no key {err.args[0]}") from None
-    return S3Config(endpoint=s3['endpoint'], bucket=s3['bucket'], prefix=s3.get('prefix') or '',
-                    access_key=keys['AWS_ACCESS_KEY_ID'], secret_key=keys['AWS_SECRET_ACCESS_KEY'],
-                    insecure=bool(s3.get('insecure')), operator_endpoint=operator_endpoint)
+        return s3_config_of(run, secret, operator_endpoint)
+    except StorageError as err:
+        raise Stalled(str(err)) from None
 
 
 def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: datetime.datetime) -> RunState:

@@ -49,6 +49,12 @@ def writeup(run_dir: pathlib.Path, urls: dict[str, str]) -> dict[str, Any]:
             'pages': pages, 'title': result.title[:300]}
 
 
+WEAKNESSES = 5
+"""Weaknesses of a review carried in the termination message to status.review (a campaign's feedback)."""
+WEAKNESS_CHARS = 200
+"""Each cut to this many characters: the termination message holds at most 4 KiB."""
+
+
 def review(run_dir: pathlib.Path, urls: dict[str, str], paper_url: str) -> dict[str, Any]:
     from kubescientist.review import REVIEW_FILE, review as review_run
 
@@ -57,7 +63,7 @@ def review(run_dir: pathlib.Path, urls: dict[str, str], paper_url: str) -> dict[
     put(urls['review.json'], (run_dir / REVIEW_FILE).read_bytes(), 'review.json', 'application/json')
     return {'status': 'succeeded', 'message': f"review: {report.review.decision}, overall {report.review.overall} "
             f"({report.kind})", 'decision': report.review.decision, 'overall': report.review.overall,
-            'kind': report.kind}
+            'kind': report.kind, 'weaknesses': [w[:WEAKNESS_CHARS] for w in report.review.weaknesses[:WEAKNESSES]]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

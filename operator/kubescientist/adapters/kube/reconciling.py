@@ -20,30 +20,33 @@ Restart safety rests on three rules:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
+from experiment_runtime import parse_result
 from experiment_runtime.pod import ARTIFACTS
-from kubescientist.adapters import metrics
+from kubescientist.adapters import metrics, results
+from kubescientist.adapters.driving import Step
 from kubescientist.adapters.kube import (manifests, naming, node_environment, outcomes, persistence, queueing,
-                                        records, statuses)
+                                        statuses)
 from kubescientist.adapters.kube.clients import ApiError, Kube
 from kubescientist.adapters.kube.config import Settings
+from kubescientist.adapters.kube.papers import Papers
 from kubescientist.adapters.kube.persistence import RunState
 from kubescientist.adapters.kube.storage import S3Config, Store, StorageError
 from kubescientist.adapters.kube.templates import TemplateProblem
-from kubescientist.adapters.llm import AgentStopped
-from kubescientist.core.journal import Node, Outcome
-from kubescientist.core.plan import Plan, Proposal
+from kubescientist.core.journal import FINISHED, Details, Node, Outcome
 from kubescientist.core.spec import RunSpec, run_spec_from_dict
 from kubescientist.core.summary import node_counts
 
 log = logging.getLogger('kubescientist.operator')
 
+WRITERS = 8
+"""Threads per operator that make a pass's independent API writes concurrently."""
 JOB_NAME_LABEL = 'batch.kubernetes.io/job-name'
 RUN_EVENTS = {'stage-started': ('Normal', 'StageStarted'), 'stage-ended': ('Normal', 'StageEnded'),
               'budget': ('Normal', 'BudgetExhausted'), 'run-ended': ('Normal', 'SearchEnded'),
@@ -55,6 +58,15 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+@dataclasses.dataclass(frozen=True)
+class Children:
+    """A run's Jobs and pods as the operator's watch indexes hold them (no list call per pass)."""
+
+    jobs: Sequence[Mapping[str, Any]]
+    pods: Sequence[Mapping[str, Any]]
+    """Each finished one may carry ``seenFinished``: when the watch first showed it finished (epoch seconds)."""
+
+
 @dataclasses.dataclass
 class Pass:
     """What one pass observed and decided."""
@@ -64,8 +76,12 @@ class Pass:
     nodes: dict[str, Mapping[str, Any]]
     views: dict[str, statuses.NodeView] = dataclasses.field(default_factory=dict)
     stalled: list[str] = dataclasses.field(default_factory=list)
-    finished: list[Node] = dataclasses.field(default_factory=list)
-    changed: bool = False
+    decided: Step = dataclasses.field(default_factory=Step)
+    """What the driver decided: nodes finished, nodes started."""
+    finished_seen: list[float] = dataclasses.field(default_factory=list)
+    """When the watch first showed each folded pod finished (epoch seconds), where it says."""
+    indexed: frozenset[str] = frozenset()
+    """Names of the ExperimentNodes the operator's index holds (empty: no index was given)."""
     reacted: bool = False
     """Whether this pass already measured its reaction latency (at its first Job)."""
 
@@ -80,6 +96,9 @@ class Reconciler:
         self.settings = settings
         self.store_factory = store_factory
         self.clock = clock
+        self.papers = Papers(kube, settings)
+        self.writer = concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix='write')
+        """Makes a pass's independent API writes (node statuses, Events) at once rather than one after another."""
         self.runs: dict[tuple[str, str], RunState] = {}
 
     def forget(self, namespace: str, name: str) -> None:
@@ -91,10 +110,12 @@ class Reconciler:
 
     # -- the pass --------------------------------------------------------------------------------------
 
-    def reconcile(self, run: Mapping[str, Any], indexed: Sequence[Mapping[str, Any]] = ()) -> float:
+    def reconcile(self, run: Mapping[str, Any], indexed: Sequence[Mapping[str, Any]] = (),
+                  children: Children | None = None) -> float:
         """One pass over one run; returns the seconds after which the next unprompted pass is due.
 
-        ``indexed``: the run's ExperimentNodes as the operator's index holds them (name, uid, status).
+        ``indexed``: the run's ExperimentNodes as the operator's index holds them (name, uid, status);
+        ``children``: its Jobs and pods, from the indexes too (None: listed from the API, as at start-up).
         """
         meta = run['metadata']
         namespace, name, generation = meta['namespace'], meta['name'], int(meta.get('generation') or 0)
@@ -122,41 +143,62 @@ class Reconciler:
         if (missing := node_environment.dataset_problems(self.kube, namespace, spec)) is not None:
             return self._stalled(run, previous, generation, missing, spec)
 
-        selector = naming.run_selector(name)
-        jobs = {j['metadata']['name']: j for j in self.kube.list('batch/v1', 'jobs', namespace, selector)}
-        pods: dict[str, list[dict[str, Any]]] = {}
-        for pod in self.kube.list('v1', 'pods', namespace, selector):
-            pods.setdefault((pod['metadata'].get('labels') or {}).get(JOB_NAME_LABEL, ''), []).append(pod)
-        nodes = {n['name']: n for n in indexed}
-        for name_, uid in list(state.node_uids.items()):
-            nodes.setdefault(name_, {'name': name_, 'uid': uid, 'status': state.written.get(name_, {})})
-        step = Pass(jobs=jobs, pods=pods, nodes=nodes)
-
-        self._fold(run, state, step)
-        launches = self._fill(state, step, now)
-        if step.changed:
-            state.save_journal()
-        elif state.agent is not None:
-            state.agent.save()  # LLM calls that changed no journal entry (a stage goal not met) still cost
-        self._materialise(run, state, step, launches)
+        step = self._look(run, state, indexed, children)
+        elapsed = (now - persistence.parse_time(state.start_time)).total_seconds()
+        step.decided = state.driver.step(self._fold(run, state, step), elapsed)
+        self._save(state, step)
+        for node, outcome in step.decided.finished:
+            self._count_finished(namespace, name, state, node, outcome)
+        self._materialise(run, state, step)
         if state.engine.done and state.journal.phase == 'succeeded':
-            self._publish(run, state, step)
+            self.papers.advance(run, state, step.jobs, step.pods, step.stalled)
         self._write_node_statuses(run, state, step, generation, now)
         self._post_events(run, state, step)
+        self._expire(run, state, step)  # last: the next Jobs and statuses matter sooner
         view = statuses.RunView(spec=spec, journal=state.journal, best=state.engine.best(), writeup=state.writeup,
                                 review=state.review, start_time=state.start_time,
                                 stalled='; '.join(step.stalled) or None,
                                 llm=state.agent.accounts() if state.agent is not None else None,
-                                llm_stopped=state.llm_stopped)
+                                llm_stopped=state.llm_stopped, gate=statuses.gate_text(state.engine))
         self._write_run_status(run, view, previous, generation, now)
         phase, _ = statuses.run_phase(view)
         self._observe(namespace, name, state, phase, now)
         return self.settings.idle_resync_seconds if phase in ('Succeeded', 'Failed') else self.settings.resync_seconds
 
-    def _observe(self, namespace: str, name: str, state: RunState, phase: str, now: datetime.datetime) -> None:
+    def _look(self, run: Mapping[str, Any], state: RunState, indexed: Sequence[Mapping[str, Any]],
+              children: Children | None) -> Pass:
+        """The run's Jobs, pods (by Job) and ExperimentNodes as the watches (or, without them, the API) show."""
+        namespace, name = run['metadata']['namespace'], run['metadata']['name']
+        if children is None:
+            selector = naming.run_selector(name)
+            children = Children(jobs=self.kube.list('batch/v1', 'jobs', namespace, selector),
+                                pods=self.kube.list('v1', 'pods', namespace, selector))
+        jobs = {j['metadata']['name']: dict(j) for j in children.jobs}
+        pods: dict[str, list[dict[str, Any]]] = {}
+        for pod in children.pods:
+            pods.setdefault((pod['metadata'].get('labels') or {}).get(JOB_NAME_LABEL, ''), []).append(dict(pod))
+        nodes = {n['name']: n for n in indexed}
+        names = frozenset(nodes)
+        for name_, uid in list(state.node_uids.items()):
+            nodes.setdefault(name_, {'name': name_, 'uid': uid, 'status': state.written.get(name_, {})})
+        return Pass(jobs=jobs, pods=pods, nodes=nodes, indexed=names)
+
+    def _save(self, state: RunState, step: Pass) -> None:
+        """Write-ahead: what the driver decided is saved before any object it implies is created."""
+        decided = step.decided
+        if decided.stopped is not None:
+            log.warning("run %s: no new LLM work: %s", state.store.run_prefix, decided.stopped)
+            state.llm_stopped = decided.stopped
+        if decided.changed:
+            state.save_journal()
+        elif state.agent is not None:
+            state.agent.save()  # LLM calls that changed no journal entry (a stage goal not met) still cost
+
+    def _observe(self, namespace: str, name: str, state: RunState, phase: metrics.RunPhase,
+                 now: datetime.datetime) -> None:
         """The run's gauges for Prometheus (idempotent: set from the state every pass)."""
         spec = state.spec
-        metrics.run_phase_changed(namespace, name, cast(metrics.RunPhase, phase))
+        metrics.run_phase_changed(namespace, name, phase)
         metrics.run_nodes_counted(namespace, name, node_counts(state.journal.nodes.values()))
         best = state.engine.best()
         if best is not None and best.metric is not None:
@@ -168,160 +210,67 @@ class Reconciler:
 
     # -- folding results ---------------------------------------------------------------------------------
 
-    def _fold(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
+    def _fold(self, run: Mapping[str, Any], state: RunState, step: Pass) -> list[tuple[str, Outcome]]:
+        """The outcomes of running nodes whose attempt ended, from their Jobs and pods (or their status)."""
         name = run['metadata']['name']
-        for node in [n for n in state.journal.nodes.values() if n.status == 'running']:
+        finished: list[tuple[str, Outcome]] = []
+        for node in [n for n in state.journal.unfinished() if n.status == 'running']:
             attempt = node.attempts
             job_name = naming.job_name(name, node.id, attempt)
             node_name = naming.node_name(name, node.id)
             seen = state.written.get(node_name) or step.nodes.get(node_name, {}).get('status') or {}
             seen_running = bool(seen.get('startTime')) and seen.get('attempts') == attempt
             observation = outcomes.observe(step.jobs.get(job_name), step.pods.get(job_name, []), seen_running)
+            artifacts = state.store.uri(state.store.node_key(node.id, attempt))
             step.views[node.id] = statuses.NodeView(job_name=job_name, observation=observation,
-                                                    artifacts_uri=state.store.uri(state.store.node_key(node.id, attempt)),
-                                                    started_at=observation.started_at)
+                                                    artifacts_uri=artifacts, started_at=observation.started_at)
             if observation.stalled:
-                step.stalled.append(f"{naming.node_name(name, node.id)}: {observation.stalled}")
+                step.stalled.append(f"{node_name}: {observation.stalled}")
+            where = Details(job=job_name, attempt=attempt, artifacts=artifacts, started_at=observation.started_at,
+                            finished_at=observation.finished_at)
             outcome: Outcome | None = None
             if observation.state == 'finished':
                 assert observation.outcome is not None
-                outcome = self._enrich(state, node, attempt, observation.outcome)
+                outcome = self._result(state, node, attempt, observation, where)
+                seen = next((p.get('seenFinished') for p in step.pods.get(job_name, ())
+                             if p['metadata']['name'] == observation.pod_name), None)
+                if isinstance(seen, (int, float)):
+                    step.finished_seen.append(float(seen))
             elif observation.state == 'missing':
-                outcome = adopted_outcome(step.nodes.get(node_name), attempt)
-            if outcome is None:
-                continue
-            if state.agent is not None:
-                # The LLM reads the node's uploaded stdout/stderr and may overrule the mechanical verdict.
-                outcome = state.agent.review(node, attempt, outcome)
-            outcome.details.update({'job': job_name, 'attempt': attempt,
-                                    'artifacts': state.store.uri(state.store.node_key(node.id, attempt))})
-            for key, value in (('startedAt', observation.started_at), ('finishedAt', observation.finished_at)):
-                if value:
-                    outcome.details[key] = value
-            state.engine.complete(node.id, outcome)
-            phase: metrics.FinishedPhase = 'Failed' if outcome.infrastructure else \
-                'Buggy' if outcome.buggy else 'Succeeded'
-            metrics.node_finished(node.stage, node.action, phase, outcome.duration_seconds,
-                                  namespace=run['metadata']['namespace'], run=name)
-            if outcome.duration_seconds and state.spec.resources.gpus:
-                metrics.gpu_seconds(run['metadata']['namespace'], outcome.duration_seconds * state.spec.resources.gpus)
-            step.finished.append(node)
-            step.views.pop(node.id, None)
-            step.changed = True
+                adopted = results.adopted(step.nodes.get(node_name, {}).get('status'), attempt)
+                outcome = results.outcome(adopted, where) if adopted is not None else None
+            if outcome is not None:
+                finished.append((node.id, outcome))
+                step.views.pop(node.id, None)
+        return finished
 
-    def _enrich(self, state: RunState, node: Node, attempt: int, outcome: Outcome) -> Outcome:
-        """Complete an outcome from the attempt's uploaded result: full metrics (best values), plots.
-
-        A pod whose termination message was lost (its completed Job's pod is gone) is judged from its
-        uploaded result.json instead, when there is one.
-        """
-        lost = outcome.infrastructure and 'termination message is lost' in (outcome.reason or '')
-        if outcome.infrastructure and not lost:
-            return outcome
-        store = state.store
+    def _result(self, state: RunState, node: Node, attempt: int, observation: outcomes.Observation,
+                where: Details) -> Outcome:
+        """The attempt's outcome: from its uploaded result.json (full metrics, plots, resource use) when the
+        pod reported a result or its termination message was lost; from what the pod showed otherwise."""
+        observed = observation.outcome
+        assert observed is not None
+        lost = observed.infrastructure and observed.reason == outcomes.LOST_MESSAGE
+        if observation.report is None and not lost:
+            return dataclasses.replace(observed, details=results.merged(observed.details, where))
+        key = state.store.node_key(node.id, attempt, 'result.json')
         try:
-            result = store.get_json(store.node_key(node.id, attempt, 'result.json'))
+            result = parse_result(state.store.get_json(key), state.store.uri(key))
         except (StorageError, ValueError):
-            result = None
-        if not isinstance(result, dict):
-            return outcome
-        if lost:
-            report = {'status': result.get('status'), 'buggy': result.get('buggy'),
-                      'buggyReason': result.get('buggy_reason'), 'durationSeconds': result.get('duration_seconds'),
-                      'codeHash': result.get('code_hash'), 'metrics': None}
-            outcome = outcomes.outcome_from_report(report)
-        metrics = (result.get('metrics') or {}).get('datasets') if not outcome.buggy else None
-        if isinstance(metrics, dict) and metrics:
-            outcome.metrics = {dataset: {metric: {k: v for k, v in value.items() if k != 'curve'}
-                                         for metric, value in per.items()} for dataset, per in metrics.items()}
-        if isinstance(result.get('plots'), list):
-            outcome.details['plots'] = [str(p) for p in result['plots']][:statuses.MAX_PLOTS]
-        for key in ('exit_code', 'overhead_seconds', 'stdout_bytes', 'stderr_bytes', 'max_rss_bytes', 'cpu_seconds'):
-            if key in result:
-                outcome.details[key] = result[key]
-        return outcome
+            return dataclasses.replace(observed, details=results.merged(observed.details, where))
+        return results.outcome(result, results.merged(observed.details, where))
+
+    @staticmethod
+    def _count_finished(namespace: str, run: str, state: RunState, node: Node, outcome: Outcome) -> None:
+        phase: metrics.FinishedPhase = 'Failed' if outcome.infrastructure else \
+            'Buggy' if outcome.buggy else 'Succeeded'
+        metrics.node_finished(node.stage, node.action, phase, outcome.duration_seconds, namespace=namespace, run=run)
+        if outcome.duration_seconds and state.spec.resources.gpus:
+            metrics.gpu_seconds(namespace, outcome.duration_seconds * state.spec.resources.gpus)
 
     # -- new work ----------------------------------------------------------------------------------------
 
-    def _fill(self, state: RunState, step: Pass, now: datetime.datetime) -> list[Node]:
-        """Start nodes while slots are free: pending ones first, then whatever the engine plans."""
-        if state.spec.suspend:
-            return []
-        engine = state.engine
-        elapsed = (now - persistence.parse_time(state.start_time)).total_seconds()
-        running = sum(1 for n in state.journal.nodes.values() if n.status == 'running')
-        launches: list[Node] = []
-        while running < state.spec.search.parallelism:
-            self._judge(state, step)
-            node = engine.next_pending()
-            if node is None:
-                plan = engine.plan(elapsed)
-                if plan is None:
-                    if state.agent is not None and engine.awaiting_judgement() is not None:
-                        continue  # judged at the top of the loop
-                    break
-                try:
-                    proposal = None if plan.config is not None else self._propose(state, plan)
-                except AgentStopped as exc:
-                    # No new LLM work: the plan is dropped, nothing new starts, running nodes finish.
-                    self._agent_stopped(state, step, str(exc))
-                    engine.release(plan)
-                    engine.stop(str(exc))
-                    break
-                node = engine.commit(plan, proposal)
-                if state.agent is not None:
-                    state.agent.committed(plan, node)
-                step.changed = True
-                if node is None:
-                    continue
-            node.code_hash = state.template.code_for(node.config, state.store).hash
-            engine.start(node.id)
-            step.changed = True
-            launches.append(node)
-            running += 1
-        return launches
-
-    def _propose(self, state: RunState, plan: Plan) -> Proposal | None:
-        if state.agent is not None:
-            return state.agent.propose(plan, state.journal)
-        return state.proposer.propose(plan, state.journal)
-
-    def _judge(self, state: RunState, step: Pass) -> None:
-        """The LLM's judgements the engine waits for: a stage's best; whether a stage met its goal early."""
-        agent, engine = state.agent, state.engine
-        if agent is None:
-            return
-        try:
-            record = engine.awaiting_judgement()
-            if record is not None:
-                engine.judge(record.name, *agent.select_best(engine, record))
-                step.changed = True
-            stage = engine.current_stage()
-            if stage is None or stage.name not in ('tuning', 'research') or stage.goal_met:
-                return
-            finished = [n for n in engine.journal.in_stage(stage.name) if n.outcome is not None]
-            # Asked once per new result, and only while the budget still has nodes the verdict could save.
-            if (len(finished) >= 2 and agent.goal_checked.get(stage.name) != len(finished)
-                    and len(finished) < state.spec.stage(stage.name).max_nodes):
-                agent.goal_checked[stage.name] = len(finished)
-                reason = agent.stage_complete(engine, stage)
-                if reason:
-                    engine.goal_met(stage.name, reason)
-                    step.changed = True
-        except AgentStopped as exc:
-            self._agent_stopped(state, step, str(exc))
-            engine.stop(str(exc))
-            pending = engine.awaiting_judgement()
-            if pending is not None:
-                engine.judge(pending.name, '', f"not judged: {exc}")
-
-    @staticmethod
-    def _agent_stopped(state: RunState, step: Pass, reason: str) -> None:
-        log.warning("run %s: no new LLM work: %s", state.store.run_prefix, reason)
-        state.llm_stopped = reason
-        step.changed = True
-
-    def _materialise(self, run: Mapping[str, Any], state: RunState, step: Pass, launches: list[Node]) -> None:
+    def _materialise(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
         """Create what the (saved) journal implies and the API lacks: ExperimentNodes, then Jobs."""
         meta = run['metadata']
         namespace, name = meta['namespace'], meta['name']
@@ -335,8 +284,8 @@ class Reconciler:
                                                                  code.hash, code.uri))
             state.node_uids[node_name] = created['metadata']['uid']
             state.written.setdefault(node_name, dict(created.get('status') or {}))
-        launched = {n.id for n in launches}
-        for node in state.journal.nodes.values():
+        launched = {n.id for n in step.decided.launches}
+        for node in state.journal.unfinished():
             if node.status != 'running':
                 continue
             job_name = naming.job_name(name, node.id, node.attempts)
@@ -355,14 +304,43 @@ class Reconciler:
                 artifacts_uri=state.store.uri(state.store.node_key(node.id, node.attempts)))
 
     def _reacted(self, step: Pass) -> None:
-        """Reaction latency: from the latest node finish this pass folded to the first Job it creates."""
-        if step.reacted or not step.finished:
+        """Reaction latency: from the latest node finish this pass folded to the first Job it creates.
+
+        The finish is when the operator's watch first showed the pod finished (to the millisecond); the
+        container's finishedAt (one-second resolution) only where the watch did not say.
+        """
+        if step.reacted or not step.decided.finished:
             return
         step.reacted = True
-        finishes = [n.outcome.details.get('finishedAt') for n in step.finished if n.outcome is not None]
-        stamps = [datetime.datetime.fromisoformat(str(f).replace('Z', '+00:00')) for f in finishes if f]
+        now = self.clock()
+        if step.finished_seen:
+            metrics.reaction_latency(max(0.0, now.timestamp() - max(step.finished_seen)))
+            return
+        finishes = [outcome.details.finished_at for _, outcome in step.decided.finished]
+        stamps = [persistence.parse_time(f) for f in finishes if f]
         if stamps:
-            metrics.reaction_latency(max(0.0, (utcnow() - max(stamps)).total_seconds()))
+            metrics.reaction_latency(max(0.0, (now - max(stamps)).total_seconds()))
+
+    def _expire(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
+        """Give the Jobs of folded attempts a TTL (their outcomes are saved), so that the finished Jobs and
+        pods of a long run do not pile up in the API and in the watches."""
+        ttl = self.settings.finished_job_ttl_seconds
+        namespace, name = run['metadata']['namespace'], run['metadata']['name']
+        for job_name, job in step.jobs.items():
+            labels = job['metadata'].get('labels') or {}
+            node = state.journal.nodes.get(labels.get(naming.NODE_LABEL, ''))
+            if labels.get(naming.ROLE_LABEL) != 'node' or node is None or job_name in state.expired:
+                continue
+            if job.get('spec', {}).get('ttlSecondsAfterFinished') is not None:
+                continue
+            if node.status == 'running' and job_name == naming.job_name(name, node.id, node.attempts):
+                continue  # the attempt still running (or not folded yet)
+            try:
+                self.kube.patch('batch/v1', 'jobs', namespace, job_name, {'spec': {'ttlSecondsAfterFinished': ttl}})
+            except ApiError as err:
+                if err.status != 404:
+                    raise
+            state.expired.add(job_name)
 
     def _node_job(self, run: Mapping[str, Any], state: RunState, node: Node) -> dict[str, Any]:
         meta = run['metadata']
@@ -379,119 +357,75 @@ class Reconciler:
                                      node_environment.dataset_objects(store, state.spec, seconds))
         return queueing.queued(job, state.spec, node.action)
 
-    # -- writeup and review --------------------------------------------------------------------------
-
-    def _publish(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
-        meta = run['metadata']
-        namespace, name = meta['namespace'], meta['name']
-        store, seconds = state.store, self.settings.presign_seconds
-        if state.writeup.phase not in ('waiting', 'running') and state.review.phase not in ('waiting', 'running'):
-            return
-        if not state.records:
-            records.write_records(run, state.spec, state.journal, state.template.root, state.store)
-            state.records = True
-            state.save()
-        records_url = store.presign_get(store.run_key('records.tar.gz'), seconds)
-        owner = manifests.run_owner(name, meta['uid'])
-        if state.writeup.phase in ('waiting', 'running'):
-            urls = {'paper.pdf': store.presign_put(store.run_key('paper/paper.pdf'), seconds),
-                    'paper.tar.gz': store.presign_put(store.run_key('paper/paper.tar.gz'), seconds)}
-            state.writeup = self._step(run, state, step, 'writeup', state.writeup, lambda: manifests.publish_job(
-                name, namespace, owner, state.spec, 'writeup', self.settings, records_url, urls),
-                store.uri(store.run_key('paper/paper.pdf')))
-        if state.writeup.phase == 'succeeded' and state.review.phase in ('waiting', 'running'):
-            urls = {'review.json': store.presign_put(store.run_key('review.json'), seconds)}
-            paper = store.presign_get(store.run_key('paper/paper.tar.gz'), seconds)
-            state.review = self._step(run, state, step, 'review', state.review, lambda: manifests.publish_job(
-                name, namespace, owner, state.spec, 'review', self.settings, records_url, urls,
-                ['--paper-url', paper, '--reviewers', str(state.spec.reviewers)]),
-                store.uri(store.run_key('review.json')))
-
-    def _step(self, run: Mapping[str, Any], state: RunState, step: Pass, role: str, current: statuses.Step,
-              build: Callable[[], dict[str, Any]], product: str) -> statuses.Step:
-        job_name = naming.stage_job_name(run['metadata']['name'], role)
-        job = step.jobs.get(job_name)
-        if job is None:
-            self.kube.create(build())
-            updated = statuses.Step(phase='running', message=f"Job {job_name} created")
-            self.kube.event(run, 'Normal', 'WriteupStarted' if role == 'writeup' else 'ReviewStarted',
-                            f"{role} Job {job_name} started")
-        else:
-            observation = outcomes.observe(job, step.pods.get(job_name, []))
-            ok, report, message = outcomes.publish_result(observation)
-            if observation.state != 'finished':
-                if observation.stalled:
-                    step.stalled.append(f"{job_name}: {observation.stalled}")
-                updated = statuses.Step(phase='running', message=message)
-            elif ok:
-                overall = report.get('overall')
-                decision = report.get('decision')
-                updated = statuses.Step(phase='succeeded', message=message, uri=product,
-                                        decision=str(decision) if decision else None,
-                                        overall=float(overall) if isinstance(overall, (int, float)) else None)
-                self.kube.event(run, 'Normal', 'PaperWritten' if role == 'writeup' else 'PaperReviewed',
-                                f"{role} done: {message}")
-            else:
-                updated = statuses.Step(phase='failed', message=f"{role} failed: {message}")
-                self.kube.event(run, 'Warning', 'WriteupFailed' if role == 'writeup' else 'ReviewFailed',
-                                updated.message)
-        if updated.phase != current.phase or updated.uri != current.uri:
-            self._save_state_with(state, role, updated)
-        return updated
-
-    def _save_state_with(self, state: RunState, role: str, step: statuses.Step) -> None:
-        if role == 'writeup':
-            state.writeup = step
-        else:
-            state.review = step
-        state.save()
-
     # -- status and events -------------------------------------------------------------------------------
 
     def _write_node_statuses(self, run: Mapping[str, Any], state: RunState, step: Pass, generation: int,
                              now: datetime.datetime) -> None:
         meta = run['metadata']
         namespace, name = meta['namespace'], meta['name']
+        writes: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = []
         for node in state.journal.nodes.values():
             node_name = naming.node_name(name, node.id)
+            if state.settled.get(node_name) == generation:
+                if node_name in step.indexed or not step.indexed:
+                    continue  # finished, and its final status is written: nothing can change it now
+                # Deleted by hand (the index lost it): created again from the journal by the next pass.
+                log.warning("ExperimentNode %s/%s vanished; it will be created again", namespace, node_name)
+                for kept in (state.settled, state.node_uids, state.written):
+                    kept.pop(node_name, None)
+                continue
             previous = state.written.get(node_name) or dict(step.nodes.get(node_name, {}).get('status') or {})
             view = step.views.get(node.id) or finished_view(node, naming.job_name(name, node.id, node.attempts))
             desired = statuses.node_status(node, view, previous, generation, persistence.rfc3339(now), state.spec.suspend)
+            final = node.status in FINISHED and node.id not in step.views
             if _same(desired, previous):
+                if final:
+                    state.settled[node_name] = generation
                 continue
             # Keys that vanished must be removed, hence null for them in the merge patch.
             patch: dict[str, Any] = {**{k: None for k in previous if k not in desired}, **desired}
+            writes.append((node_name, patch, desired, final))
+
+        def write(node_name: str, patch: dict[str, Any]) -> bool:
             try:
                 self.kube.patch_status(naming.API_VERSION, naming.NODES, namespace, node_name, patch)
             except ApiError as err:
                 if err.status != 404:
                     raise
+                return False
+            return True
+
+        # The patches are independent: made at once, each waiting on the API only for itself.
+        done = list(self.writer.map(write, [w[0] for w in writes], [w[1] for w in writes]))
+        for (node_name, _, desired, final), ok in zip(writes, done):
+            if not ok:
                 # Deleted by hand: the next pass creates it again (the journal still has the node).
                 log.warning("ExperimentNode %s/%s vanished; it will be created again", namespace, node_name)
                 state.node_uids.pop(node_name, None)
                 state.written.pop(node_name, None)
                 continue
             state.written[node_name] = desired
+            if final:
+                state.settled[node_name] = generation
 
     def _post_events(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
         metric = state.spec.objective.metric
-        for node in step.finished:
+        events: list[tuple[str, str, str]] = []
+        for node, outcome in step.decided.finished:
             node_name = naming.node_name(run['metadata']['name'], node.id)
-            outcome = node.outcome
             if node.status == 'succeeded':
                 value = f"{node.metric:.6g}" if node.metric is not None else "?"
-                self.kube.event(run, 'Normal', 'NodeSucceeded', f"{node_name} ({node.action}) succeeded: {metric}={value}")
+                events.append(('Normal', 'NodeSucceeded', f"{node_name} ({node.action}) succeeded: {metric}={value}"))
             elif node.status == 'buggy':
-                self.kube.event(run, 'Warning', 'NodeBuggy', f"{node_name} ({node.action}) is buggy: "
-                                f"{outcome.reason if outcome else ''}")
+                events.append(('Warning', 'NodeBuggy', f"{node_name} ({node.action}) is buggy: {outcome.reason or ''}"))
             elif node.status == 'failed':
-                self.kube.event(run, 'Warning', 'NodeFailed', f"{node_name} failed for infrastructure reasons: "
-                                f"{outcome.reason if outcome else ''}")
+                events.append(('Warning', 'NodeFailed', f"{node_name} failed for infrastructure reasons: "
+                               f"{outcome.reason or ''}"))
         for event in state.journal.events[state.events_seen:]:
             if event.kind in RUN_EVENTS:
-                kind, reason = RUN_EVENTS[event.kind]
-                self.kube.event(run, kind, reason, event.message)
+                events.append((*RUN_EVENTS[event.kind], event.message))
         state.events_seen = len(state.journal.events)
+        list(self.writer.map(lambda e: self.kube.event(run, *e), events))
 
     def _write_run_status(self, run: Mapping[str, Any], view: statuses.RunView, previous: Mapping[str, Any],
                           generation: int, now: datetime.datetime) -> None:
@@ -539,28 +473,12 @@ class Reconciler:
 
 def finished_view(node: Node, job_name: str) -> statuses.NodeView:
     """What a node's status shows when this pass did not look at its Job (it finished before)."""
-    details = node.outcome.details if node.outcome is not None else {}
     if not node.attempts:
         return statuses.NodeView()
-    return statuses.NodeView(job_name=str(details.get('job') or job_name),
-                             artifacts_uri=details.get('artifacts'), plots=tuple(details.get('plots') or ()),
-                             started_at=details.get('startedAt'), finished_at=details.get('finishedAt'))
-
-
-def adopted_outcome(indexed: Mapping[str, Any] | None, attempt: int) -> Outcome | None:
-    """The outcome an ExperimentNode's status records for ``attempt``, if it records one (the API wins)."""
-    status = (indexed or {}).get('status') or {}
-    phase = status.get('phase')
-    if phase not in ('Succeeded', 'Buggy', 'Failed') or status.get('attempts') != attempt:
-        return None
-    metrics = {dataset: {name: {'final': value} for name, value in per.items()}
-               for dataset, per in (status.get('metrics') or {}).items()}
-    reason = status.get('buggyReason') or status.get('message')
-    if phase == 'Failed':
-        return Outcome(buggy=False, infrastructure=True, reason=reason, details={'adopted': True})
-    return Outcome(buggy=phase == 'Buggy', reason=reason if phase == 'Buggy' else None,
-                   metrics=metrics if phase == 'Succeeded' else {}, duration_seconds=status.get('durationSeconds'),
-                   details={'adopted': True})
+    details = node.outcome.details if node.outcome is not None else Details()
+    return statuses.NodeView(job_name=details.job or job_name, artifacts_uri=details.artifacts,
+                             plots=tuple(details.plots), started_at=details.started_at,
+                             finished_at=details.finished_at)
 
 
 def _canonical(value: Any) -> Any:
@@ -575,6 +493,5 @@ def _canonical(value: Any) -> Any:
 
 
 def _same(desired: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
-    """Whether writing ``desired`` over ``previous`` would change nothing."""
-    return json.dumps(_canonical(desired), sort_keys=True, default=str) == \
-        json.dumps(_canonical(previous), sort_keys=True, default=str)
+    """Whether writing ``desired`` over ``previous`` would change nothing (compared as values, not text)."""
+    return bool(_canonical(desired) == _canonical(previous))

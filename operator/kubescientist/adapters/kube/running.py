@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import kopf
 
-from kubescientist.adapters.kube import handlers
+from kubescientist.adapters.kube import campaign_handlers, handlers
 
 
 def serve(namespaces: Sequence[str] = (), clusterwide: bool = False, liveness: str | None = None,
@@ -18,7 +18,8 @@ def serve(namespaces: Sequence[str] = (), clusterwide: bool = False, liveness: s
     """
     if not namespaces and not clusterwide:
         raise ValueError("serve: name at least one namespace, or serve the whole cluster")
-    assert handlers.run_daemon is not None  # importing the module registered the handlers
+    # Importing the modules registered the handlers.
+    assert handlers.run_daemon is not None and campaign_handlers.campaign_daemon is not None
     kopf.configure(verbose=verbose)
     if not verbose:
         # kopf logs every successful handler call at INFO: one line per watch event of every child.

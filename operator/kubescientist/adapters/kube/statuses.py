@@ -14,9 +14,11 @@ from typing import Any, Literal
 
 from kubescientist.adapters.kube import naming
 from kubescientist.adapters.kube.outcomes import Observation
+from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Journal, Node
 from kubescientist.core.objective import sort_key
 from kubescientist.core.spec import RunSpec
+from kubescientist.adapters.metrics import RunPhase
 from kubescientist.core.summary import node_counts, stage_seed_stats
 
 MAX_DATASETS = 64
@@ -25,7 +27,6 @@ MAX_PLOTS = 32
 MAX_REASON = 4000
 MAX_MESSAGE = 4096
 
-RunPhase = Literal['Pending', 'Searching', 'WritingUp', 'Reviewing', 'Succeeded', 'Failed', 'Suspended']
 NODE_PHASES = {'pending': 'Pending', 'running': 'Running', 'succeeded': 'Succeeded', 'buggy': 'Buggy',
                'failed': 'Failed'}
 
@@ -97,8 +98,8 @@ def node_status(node: Node, view: NodeView, previous: Mapping[str, Any], generat
     if outcome is not None and outcome.duration_seconds is not None:
         status['durationSeconds'] = round(max(outcome.duration_seconds, 0.0), 3)
     started = view.started_at or (observation.started_at if observation is not None else None) or \
-        (outcome.details.get('startedAt') if outcome else None)
-    finished = view.finished_at or (outcome.details.get('finishedAt') if outcome else None)
+        (outcome.details.started_at if outcome else None)
+    finished = view.finished_at or (outcome.details.finished_at if outcome else None)
     if started:
         status['startTime'] = started
     if finished and node.status in ('succeeded', 'buggy', 'failed'):
@@ -124,15 +125,21 @@ class Step:
     """The review's decision."""
     overall: float | None = None
     """The review's overall score."""
+    weaknesses: tuple[str, ...] | None = None
+    """The review's first weaknesses (a campaign's feedback to its next round)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+                if v is not None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, default: Step) -> Step:
         if not data:
             return default
-        return cls(**{k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}})
+        fields = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        if fields.get('weaknesses') is not None:
+            fields['weaknesses'] = tuple(fields['weaknesses'])
+        return cls(**fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +160,14 @@ class RunView:
     """The run's LLM accounts (``Ledger.to_dict``); None for an offline run."""
     llm_stopped: str | None = None
     """Why no new LLM work starts (a cap reached, the endpoint gone), once that happened."""
+    gate: str | None = None
+    """The stage gate the run waits at, with its best node and metric (``Engine.gate_message``); None if none."""
+
+
+def gate_text(engine: Engine) -> str | None:
+    """What the run waits for at a stage gate (spec.gates), or None."""
+    record = engine.awaiting_approval()
+    return None if record is None else engine.gate_message(record)
 
 
 def run_phase(view: RunView) -> tuple[RunPhase, str]:
@@ -233,6 +248,8 @@ def run_status(view: RunView, run_name: str, previous: Mapping[str, Any], genera
             review['decision'] = view.review.decision
         if view.review.overall is not None:
             review['overall'] = view.review.overall
+        if view.review.weaknesses:
+            review['weaknesses'] = list(view.review.weaknesses)
         status['review'] = review
     if phase in ('Succeeded', 'Failed'):
         status['completionTime'] = previous.get('completionTime') or now
@@ -265,6 +282,12 @@ def run_status(view: RunView, run_name: str, previous: Mapping[str, Any], genera
                                          view.llm_stopped else 'LLMUnavailable', view.llm_stopped))
         if view.llm_stopped not in status['message']:
             status['message'] = _clip(f"{message}; no new LLM work: {view.llm_stopped}", MAX_MESSAGE)
+    if view.spec.gates:  # only runs with gates carry the condition
+        status['conditions'].append(cond('AwaitingApproval', view.gate is not None,
+                                         'StageGate' if view.gate else 'NotWaiting',
+                                         view.gate or 'no stage gate is waiting for approval'))
+    if view.gate and phase == 'Searching':
+        status['message'] = _clip(f"awaiting approval: {view.gate}", MAX_MESSAGE)
     if searching and view.stalled:
         status['message'] = _clip(f"stalled: {view.stalled}", MAX_MESSAGE)
     return status

@@ -15,10 +15,12 @@ The operator holds the credentials (from the Secret the run names); pods get pre
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
 import urllib.parse
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +50,47 @@ class S3Config:
     region: str = DEFAULT_REGION
     operator_endpoint: str = ''
     """Where the operator itself reaches the API, when that differs from ``endpoint``."""
+
+
+def s3_config_of(run: Mapping[str, Any], secret: Mapping[str, Any] | None, operator_endpoint: str = '') -> S3Config:
+    """A run's object storage (``spec.storage.s3``) with the identity from its Secret (``None``: missing).
+
+    ``operator_endpoint``: where this process reaches the S3 API, when that differs from the run's endpoint.
+    Raises StorageError naming the field or the Secret at fault.
+    """
+    namespace = (run.get('metadata') or {}).get('namespace')
+    s3 = ((run.get('spec') or {}).get('storage') or {}).get('s3')
+    if not s3:
+        raise StorageError("spec.storage.s3: required in a cluster (node code and outputs live in object storage)")
+    secret_name = (s3.get('secretRef') or {}).get('name')
+    if secret is None:
+        raise StorageError(f"spec.storage.s3.secretRef: no Secret {secret_name} in namespace {namespace}")
+    data = secret.get('data') or {}
+    try:
+        keys = {k: base64.b64decode(data[k]).decode() for k in ('AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY')}
+    except KeyError as err:
+        raise StorageError(f"spec.storage.s3.secretRef: Secret {secret_name} has no key {err.args[0]}") from None
+    return S3Config(endpoint=s3['endpoint'], bucket=s3['bucket'], prefix=s3.get('prefix') or '',
+                    access_key=keys['AWS_ACCESS_KEY_ID'], secret_key=keys['AWS_SECRET_ACCESS_KEY'],
+                    insecure=bool(s3.get('insecure')), operator_endpoint=operator_endpoint)
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an ``s3://bucket/key`` URI; ValueError for anything else."""
+    url = urllib.parse.urlsplit(uri)
+    if url.scheme != 's3' or not url.netloc or not url.path.strip('/'):
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    return url.netloc, url.path.lstrip('/')
+
+
+def read_uri(config: S3Config, uri: str) -> bytes:
+    """One object's bytes by its ``s3://`` URI, in any bucket the identity reads; StorageError if it is absent."""
+    bucket, key = split_uri(uri)
+    store = Store(config, '', '')
+    data = store.get(key, bucket)
+    if data is None:
+        raise StorageError(f"{uri}: NoSuchKey: no such object")
+    return data
 
 
 def _client(endpoint: str, config: S3Config) -> minio.Minio:

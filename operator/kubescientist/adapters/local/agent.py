@@ -76,8 +76,11 @@ class LocalAgent(AgentCalls):
         self.template = template
         self.client = LLMClient(from_settings(spec.llm))
         self.ledger = self.client.ledger
+        self.goal_checked = {}
         if resume and run_dir.llm_calls.exists():
-            self.ledger.restore(read_json(run_dir.llm_calls).get("accounts", {}))
+            saved = read_json(run_dir.llm_calls)
+            self.ledger.restore(saved.get("accounts", {}))
+            self.goal_checked = {str(k): int(v) for k, v in (saved.get("goalChecked") or {}).items()}
         context = ResearchContext.from_spec(spec, resolve_idea(spec, manifest_dir), template)
         self.proposer = LLMProposer(self.client, context, self.output)
         self._loop = asyncio.Runner()
@@ -114,7 +117,7 @@ class LocalAgent(AgentCalls):
         return folder
 
     def save(self) -> None:
-        write_json(self.run_dir.llm_calls, {"accounts": self.ledger.to_dict(),
+        write_json(self.run_dir.llm_calls, {"accounts": self.ledger.to_dict(), "goalChecked": self.goal_checked,
                                             "calls": [c.to_dict() for c in self.ledger.calls]})
 
     def accounts(self) -> Mapping[str, Any]:

@@ -81,7 +81,7 @@ def node_line(node: Node, engine: Engine) -> str:
     took = f"{node.outcome.duration_seconds:5.1f}s" if node.outcome and node.outcome.duration_seconds else ""
     if node.status == "succeeded":
         mark, value = "[green]ok   [/]", plain(node.metric) if node.metric is not None else "-"
-    elif node.outcome is not None and node.outcome.details.get("status") == "timeout":
+    elif node.outcome is not None and node.outcome.details.status == "timeout":
         mark, value = "[red]timeout[/]", ""
     else:
         mark, value = ("[red]buggy[/]" if node.status == "buggy" else "[yellow]fail [/]"), ""

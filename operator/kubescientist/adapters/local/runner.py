@@ -18,25 +18,28 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import yaml
 
 from experiment_runtime import Limits, SandboxError, TemplateError, code_hash, execute, load_result
 from experiment_runtime import load_template, prepare_workdir
-from kubescientist.adapters.llm import AgentStopped, llm_enabled, template_code
+from kubescientist.adapters import results
+from kubescientist.adapters.driving import Driver, Step
+from kubescientist.adapters.llm import llm_enabled, template_code
 from kubescientist.adapters.local.agent import LocalAgent
 from kubescientist.adapters.local.environment import RequirementsError, node_args
 from kubescientist.adapters.local.executors import Executors, RunnerBusy
 from kubescientist.adapters.local.files import read_json, write_json
+from kubescientist.adapters.local.gates import raise_if_paused
 from kubescientist.adapters.local.journal_store import JournalStore
 from kubescientist.adapters.local.rundir import RunDir
 from kubescientist.adapters.templates import search_space_of
 from kubescientist.adapters.manifest import ManifestError, load_run, validate_object
 from kubescientist.agent.errors import AgentError
 from kubescientist.core.engine import Engine
-from kubescientist.core.journal import Event, Journal, Node, Outcome
-from kubescientist.core.plan import Plan, Proposal
+from kubescientist.core.journal import Details, Event, Journal, Node, Outcome
 from kubescientist.core.proposer import OfflineProposer
 from kubescientist.core.quantity import parse_quantity
 from kubescientist.core.searchspace import SearchSpace
@@ -66,12 +69,13 @@ class _Running:
     process: subprocess.Popen[bytes]
     """Its executor process (``run-node``), leader of its own process group."""
     started: float
-    """Monotonic start time."""
+    """When it was launched, on the runner's clock."""
 
 
 class LocalRunner:
     def __init__(self, manifest: pathlib.Path, workdir: pathlib.Path, reporter: Reporter, *,
-                 resume: bool = False) -> None:
+                 resume: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: monotonic seconds (the run's wall-clock budget and each node's wall time count on it)."""
         self.reporter = reporter
         run, valid = load_run(manifest)
         self.run_dir = RunDir(workdir.resolve() / run.name)
@@ -118,7 +122,8 @@ class LocalRunner:
         self.engine = Engine(run.spec, journal, judged=self.agent is not None)
         if resume:
             self.engine.requeue_running()
-        self._goal_checked: dict[str, int] = {}
+        self.driver = Driver(self.engine, self.proposer, self.agent, prepare=self._prepare)
+        self._code_dirs: dict[str, pathlib.Path] = {}
         self._events_seen = len(journal.events)
         if not resume:
             self.run_dir.root.mkdir(parents=True, exist_ok=True)
@@ -130,7 +135,8 @@ class LocalRunner:
             raise RunError(str(exc)) from None
         self._done: queue.Queue[_Running] = queue.Queue()
         self._running: dict[str, _Running] = {}
-        self._clock_start = time.monotonic()
+        self.clock = clock
+        self._clock_start = clock()
 
     def _probe_sandbox(self) -> str | None:
         """Whether node programs can run as the unprivileged sandbox user; the reason if not.
@@ -179,21 +185,22 @@ class LocalRunner:
     # -- the loop -------------------------------------------------------------------------------------
 
     def elapsed(self) -> float:
-        return self.elapsed_before + time.monotonic() - self._clock_start
+        return self.elapsed_before + self.clock() - self._clock_start
 
     def execute(self) -> dict[str, Any]:
         """Run the search to its end; returns the summary. Ctrl-C stops cleanly and keeps everything."""
         self.reporter.started(self.run, self.run_dir, self.engine)
         self._save()
         try:
+            self._carry_out(self.driver.step((), self.elapsed()))
             while not self.engine.done:
-                self._fill_slots()
                 if not self._running:
-                    if self.engine.done:
-                        break
+                    raise_if_paused(self.engine, self.run_dir.root)
                     raise RunError("the engine has nothing to run and is not done (suspended?)")
-                finished = self._done.get()
-                self._finish(finished)
+                entry = self._done.get()
+                del self._running[entry.node.id]
+                outcome = self._outcome(entry, self.run_dir.node(entry.node.id))
+                self._carry_out(self.driver.step([(entry.node.id, outcome)], self.elapsed()))
         except BaseException:
             self._stop_all()
             self._save()
@@ -208,81 +215,36 @@ class LocalRunner:
         self.reporter.finished(summary, self.engine)
         return summary
 
-    def _fill_slots(self) -> None:
-        while len(self._running) < self.spec.search.parallelism:
-            self._judge()
-            node = self.engine.next_pending()
-            if node is None:
-                plan = self.engine.plan(self.elapsed())
-                if plan is None:
-                    if self.engine.awaiting_judgement() is not None:
-                        continue
-                    self._report_events()
-                    return
-                try:
-                    proposal = None if plan.config is not None else self._propose(plan)
-                except AgentStopped as exc:
-                    # No new LLM work: the plan is dropped, nothing new starts, running nodes finish.
-                    self.engine.release(plan)
-                    self.engine.stop(str(exc))
-                    self._report_events()
-                    return
-                node = self.engine.commit(plan, proposal)
-                if self.agent is not None:
-                    self.agent.committed(plan, node)
-                self._report_events()
-                if node is None:
-                    continue
-            self._start(node)
-
-    def _judge(self) -> None:
-        """The LLM's judgements the engine waits for: a stage's best; whether a stage met its goal early."""
-        if self.agent is None:
-            return
-        try:
-            record = self.engine.awaiting_judgement()
-            if record is not None:
-                self.engine.judge(record.name, *self.agent.select_best(self.engine, record))
-            stage = self.engine.current_stage()
-            if stage is None or stage.name not in ("tuning", "research") or stage.goal_met:
-                return
-            finished = [n for n in self.engine.journal.in_stage(stage.name) if n.outcome is not None]
-            # Asked once per new result, and only while the budget still has nodes the verdict could save.
-            if (len(finished) >= 2 and self._goal_checked.get(stage.name) != len(finished)
-                    and len(finished) < self.spec.stage(stage.name).max_nodes):
-                self._goal_checked[stage.name] = len(finished)
-                reason = self.agent.stage_complete(self.engine, stage)
-                if reason:
-                    self.engine.goal_met(stage.name, reason)
-        except AgentStopped as exc:
-            self.engine.stop(str(exc))
-            pending = self.engine.awaiting_judgement()
-            if pending is not None:
-                self.engine.judge(pending.name, "", f"not judged: {exc}")
+    def _carry_out(self, step: Step) -> None:
+        """Save what the step decided (before any process it implies starts), then launch and report."""
+        self._save()
+        for node, _ in step.finished:
+            self.reporter.node_finished(node, self.engine)
+        for node in step.launches:
+            self._launch(node)
+            self.reporter.node_started(node, self.engine)
         self._report_events()
 
-    def _propose(self, plan: Plan) -> Proposal | None:
-        if self.agent is not None:
-            return self.agent.propose(plan, self.engine.journal)
-        return self.proposer.propose(plan, self.engine.journal)
-
-    def _start(self, node: Node) -> None:
+    def _prepare(self, node: Node) -> None:
+        """Write a node's config (and program, if LLM-written) and hash its code, before it starts."""
         node_dir = self.run_dir.node(node.id)
         node_dir.mkdir(parents=True, exist_ok=True)
         config = {"seed": node.config.seed, "params": node.config.params, "variant": node.config.variant,
                   "ablation": node.config.ablation}
-        config_path = node_dir / "config.json"
-        write_json(config_path, config)
+        write_json(node_dir / "config.json", config)
         code_dir = self.template_root
         if node.config.code is not None:
             assert self.agent is not None, "LLM-written code without an LLM"
             code_dir = self.agent.program(node, self.template_root)
         assert code_dir is not None, "a template-free node without code"
         node.code_hash = code_hash(code_dir, config)
-        self.engine.start(node.id)
+        self._code_dirs[node.id] = code_dir
+
+    def _launch(self, node: Node) -> None:
+        node_dir = self.run_dir.node(node.id)
         resources = self.spec.resources
-        command = [sys.executable, "-m", "experiment_runtime", "run-node", "--code", str(code_dir),
-                   "--node-dir", str(node_dir), "--config", str(config_path),
+        command = [sys.executable, "-m", "experiment_runtime", "run-node", "--code", str(self._code_dirs.pop(node.id)),
+                   "--node-dir", str(node_dir), "--config", str(node_dir / "config.json"),
                    "--deadline", str(resources.deadline_seconds),
                    "--memory", str(int(parse_quantity(resources.memory)))]
         command += self.node_args
@@ -290,11 +252,9 @@ class LocalRunner:
             command.append("--keep-root")
         process = self.executors.launch(node.id, command, node_dir / "executor.log",
                                         cpus=float(parse_quantity(resources.cpu)), network=resources.network)
-        entry = _Running(node, process, time.monotonic())
+        entry = _Running(node, process, self.clock())
         self._running[node.id] = entry
         threading.Thread(target=self._wait, args=(entry,), daemon=True, name=f"wait-{node.id}").start()
-        self._save()
-        self.reporter.node_started(node, self.engine)
 
     def _wait(self, entry: _Running) -> None:
         try:
@@ -305,38 +265,15 @@ class LocalRunner:
         self.executors.finished(entry.node.id)
         self._done.put(entry)
 
-    def _finish(self, entry: _Running) -> None:
-        del self._running[entry.node.id]
-        node_dir = self.run_dir.node(entry.node.id)
-        outcome = self._outcome(entry, node_dir)
-        if self.agent is not None:
-            outcome = self.agent.review(entry.node, outcome)
-        node = self.engine.complete(entry.node.id, outcome)
-        self._save()
-        self.reporter.node_finished(node, self.engine)
-        self._report_events()
-
     def _outcome(self, entry: _Running, node_dir: pathlib.Path) -> Outcome:
+        wall = Details(wall_seconds=round(self.clock() - entry.started, 3))
         try:
             result = load_result(node_dir)
         except (OSError, ValueError, KeyError) as exc:
             log = (node_dir / "executor.log").read_text(errors="replace")[-2000:]
-            return Outcome(buggy=False, infrastructure=True,
-                           reason=f"executor exited {entry.process.returncode} without a result ({exc}): {log}")
-        # Curves stay in the node's own metrics.json; the journal keeps the numbers.
-        metrics = {} if result.metrics is None else {
-            dataset: {name: {k: v for k, v in value.to_json().items() if k != "curve"} for name, value in per.items()}
-            for dataset, per in result.metrics.datasets.items()}
-        return Outcome(
-            buggy=result.buggy, reason=result.buggy_reason,
-            metrics=metrics,
-            duration_seconds=result.duration_seconds,
-            details={"status": result.status, "exitCode": result.exit_code,
-                     "overheadSeconds": result.overhead_seconds,
-                     "wallSeconds": round(time.monotonic() - entry.started, 3),
-                     "stdoutBytes": result.stdout_bytes, "stderrBytes": result.stderr_bytes,
-                     "plots": list(result.plots)},
-        )
+            return results.infrastructure(
+                f"executor exited {entry.process.returncode} without a result ({exc}): {log}", wall)
+        return results.outcome(result, wall)
 
     def _stop_all(self) -> None:
         """Stop every executor; each kills its program's process group on SIGTERM."""
@@ -376,7 +313,7 @@ class LocalRunner:
             "timings": {
                 "wallSeconds": round(self.elapsed(), 3),
                 "nodeSeconds": round(sum((n.outcome.duration_seconds or 0.0) for n in nodes if n.outcome), 3),
-                "executorOverheadSeconds": round(sum(n.outcome.details.get("overheadSeconds") or 0.0
+                "executorOverheadSeconds": round(sum(n.outcome.details.overhead_seconds or 0.0
                                                      for n in nodes if n.outcome), 3),
             },
         }

@@ -42,8 +42,7 @@ def outcome_word(node: Node) -> str:
     """A finished node's outcome in one word or phrase: timeout and infrastructure failures named as such."""
     if node.status == "succeeded":
         return "ok"
-    details = node.outcome.details if node.outcome else {}
-    if details.get("status") == "timeout":
+    if node.outcome is not None and node.outcome.details.status == "timeout":
         return "timeout"
     if node.status == "failed":
         return "failed (infrastructure)"
@@ -195,7 +194,7 @@ def view_data(journal: Journal, files: NodeFiles, code_of: Callable[[Node], str 
             node.id))
         stats = node_seed_stats(journal, node) if node.action != "seed" else None
         x, depth = layout[node.id]
-        details = node.outcome.details if node.outcome else {}
+        wall = node.outcome.details.wall_seconds if node.outcome else None
         nodes.append({
             "id": node.id, "parent": node.parent, "stage": node.stage, "action": node.action,
             "status": node.status, "outcome": outcome_word(node), "change": printable(change_of(node, journal)),
@@ -209,7 +208,7 @@ def view_data(journal: Journal, files: NodeFiles, code_of: Callable[[Node], str 
             "metrics": _metrics(node), "plots": _plots(node, files),
             "seconds": None if not node.outcome or node.outcome.duration_seconds is None
             else plain(node.outcome.duration_seconds, 3),
-            "wallSeconds": None if details.get("wallSeconds") is None else plain(details["wallSeconds"], 3),
+            "wallSeconds": None if wall is None else plain(wall, 3),
             "costUSD": None if costs is None else f"{costs.get(node.id, 0.0):.4f}",
             "best": node.id in stage_best, "x": x, "depth": depth,
         })
