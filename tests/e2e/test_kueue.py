@@ -24,6 +24,8 @@ import kueue as kueue_manager
 from kubelet_harness import KubeletHarness
 from test_operator import GPUS_PER_NODE_POD, apply_file, get, operator, research_run, say  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.kueue
+
 GPU_QUOTA = 10
 QUEUE = "research"
 
