@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= runs
 
-.PHONY: demo test unit lint typecheck e2e e2e-real images image-tools network-policy-tools bench bench-operator clean help \
-        tex prom tools sandbox-tools browser realmodel-test
+.PHONY: demo test unit lint typecheck e2e e2e-real e2e-kueue images image-tools network-policy-tools bench bench-operator \
+        clean help tex prom tools sandbox-tools browser realmodel-test
 
 help:
 	@echo "make demo   - run examples/quickstart.yaml locally, offline (results under $(WORKDIR)/)"
@@ -18,6 +18,7 @@ help:
 	@echo "make e2e    - only the e2e suite on the real test control plane"
 	@echo "make images - build the operator, node-runtime (CPU) and writeup images with podman [PUSH=reg/prefix] [CUDA=1]"
 	@echo "make e2e-real - the images on a real node (containerd + kubelet) of the test control plane"
+	@echo "make e2e-kueue - build Kueue (once) and run the Kueue e2e tests (quota, preemption)"
 	@echo "make bench  - measure the node executor's overhead"
 	@echo "make bench-operator - the operator at scale on the test control plane (reaction, RSS, API writes)"
 	@echo "make realmodel-test - a real small LLM (on CPU) drives tiny runs; not part of make test"
@@ -81,10 +82,10 @@ tools: $(STAMP)
 # The e2e suite runs on a real control plane built once from the Go module proxy and cached under
 # ~/.cache/kubescientist (about 25 minutes cold on 2 cores, seconds when cached).
 test: lint typecheck $(STAMP) tex prom tools sandbox-tools browser
-	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_STRICT_TESTS=1 $(PY) -m pytest -q -m "not real_node"
+	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_STRICT_TESTS=1 $(PY) -m pytest -q -m "not real_node and not kueue"
 
 e2e: $(STAMP)
-	KUBESCIENTIST_BUILD_CLUSTER=1 $(PY) -m pytest -q -m "e2e and not real_node" tests/e2e
+	KUBESCIENTIST_BUILD_CLUSTER=1 $(PY) -m pytest -q -m "e2e and not real_node and not kueue" tests/e2e
 
 # Daemonless image builds and the test cluster's real node: podman/buildah/runc, mmdebstrap (a base made from
 # Debian's packages where no registry is reachable), containerd, the CNI plugins, catatonit (the pause image).
@@ -130,6 +131,12 @@ e2e-real: $(STAMP) images tools network-policy-tools
 realmodel-test: $(STAMP) sandbox-tools
 	$(PY) -m tests.realmodel.llama prepare
 	KUBESCIENTIST_REALMODEL=1 $(PY) -m pytest -q -s -p no:cacheprovider -m realmodel tests/realmodel
+
+# Kueue on the test control plane: built once from the Go module proxy into ~/.cache/kubescientist/bin
+# (about 20 minutes cold on 2 busy cores, seconds when cached), so not part of `make test`.
+e2e-kueue: $(STAMP)
+	$(PY) tests/e2e/kueue.py
+	KUBESCIENTIST_BUILD_CLUSTER=1 $(PY) -m pytest -q -m kueue tests/e2e/test_kueue.py
 
 bench: $(STAMP) sandbox-tools
 	$(PY) benchmarks/executor_overhead.py

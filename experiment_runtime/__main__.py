@@ -5,7 +5,7 @@
         [--deadline SECONDS] [--memory BYTES] [--max-file-bytes BYTES] [--max-processes N] \\
         [--max-output-bytes BYTES] [--max-disk-bytes BYTES] [--kill-grace SECONDS] \\
         [--sandbox-uid UID] [--sandbox-gid GID] [--keep-root] [--python PATH] \\
-        [--cpus N] [--network] [--hide DIR ...]
+        [--cpus N] [--network] [--hide DIR ...] [--dataset SOURCE:TARGET ...] [--env NAME=VALUE ...]
 
 Prints the node's result (result.json) on stdout and exits 0 whatever the program did: a buggy
 node is a result, and the record says so. Exits 1 when the node could not be run at all. Either
@@ -24,7 +24,8 @@ import os
 import sys
 from pathlib import Path
 
-from experiment_runtime import pod
+from experiment_runtime import datasets, pod
+from experiment_runtime.binds import Bind
 from experiment_runtime.disk import private_mount_namespace
 from experiment_runtime.limits import Limits
 from experiment_runtime.node import run_node
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "pod":
         return pod.run_pod(args)
+    if args.command == "fetch-dataset":
+        return datasets.main(args)
     # As root the executor mounts the node's scratch tmpfs: in a mount namespace of its own, the mount
     # goes away with the executor even when it is SIGKILLed. Not root: it mounts nothing.
     if os.geteuid() == 0:
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(config, dict):
             raise ValueError(f"{args.config}: must be a JSON object")
         result = run_node(Path(args.code), Path(args.node_dir), config, limits, python=args.python,
-                          hidden=tuple(Path(p) for p in args.hide))
+                          hidden=tuple(Path(p) for p in args.hide), datasets=tuple(args.dataset), env=dict(args.env))
     except (OSError, ValueError, SandboxError) as err:
         message = f"cannot run node: {err}"
         print(message, file=sys.stderr)
@@ -94,6 +97,20 @@ def _bytes(text: str) -> int:
         if text.endswith(suffix):
             return int(text[: -len(suffix)]) * factor
     return int(text)
+
+
+def _bind(text: str) -> Bind:
+    source, sep, target = text.rpartition(":")
+    if not sep or not source or not target.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SOURCE:TARGET with an absolute TARGET")
+    return Bind(Path(source).resolve(), Path(target))
+
+
+def _variable(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
+    return name, value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,8 +146,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--network", action="store_true", help="give the program the network (default: loopback only)")
     run.add_argument("--hide", action="append", default=[], metavar="DIR",
                      help="a folder the program must not see (the run's records); repeatable")
+    run.add_argument("--dataset", action="append", default=[], type=_bind, metavar="SOURCE:TARGET",
+                     help="a folder the program sees read-only at TARGET; repeatable")
+    run.add_argument("--env", action="append", default=[], type=_variable, metavar="NAME=VALUE",
+                     help="an environment variable of the program; repeatable")
     run.add_argument("--termination-log", type=Path, default=TERMINATION_LOG, help=argparse.SUPPRESS)
     pod.add_parser(commands)
+    datasets.add_parser(commands)
     return parser
 
 

@@ -101,8 +101,11 @@ def namespaces_unavailable(uid: int) -> str | None:
 
 
 def bwrap_command(command: list[str], cwd: Path, *, work_at: Path, tmp: Path | None, shm: Path | None,
-                  read_only: tuple[Path, ...], hidden: tuple[Path, ...], network: bool) -> list[str]:
-    """The argv that runs `command` in new namespaces, with `cwd` writable and seen at `work_at`."""
+                  read_only: tuple[Path, ...], hidden: tuple[Path, ...], network: bool,
+                  binds: tuple[tuple[Path, Path], ...] = ()) -> list[str]:
+    """The argv that runs `command` in new namespaces, with `cwd` writable and seen at `work_at`, and each
+    `(source, target)` of `binds` read-only at its target (which must lie where bwrap can make a mount
+    point: an existing folder, or under a hidden one such as /mnt)."""
     args = [BWRAP, *_base_args(network)]
     # First, so that a work dir or a needed path under /tmp is bound on top of the private /tmp.
     args += ["--bind", str(tmp), "/tmp"] if tmp is not None else ["--size", str(_PRIVATE_TMP_BYTES), "--tmpfs", "/tmp"]
@@ -122,6 +125,8 @@ def bwrap_command(command: list[str], cwd: Path, *, work_at: Path, tmp: Path | N
     args += ["--bind", str(cwd), str(work_at)]
     for path in read_only:
         args += ["--ro-bind", str(path), str(path)]
+    for source, target in binds:
+        args += ["--ro-bind", str(source), str(target)]
     # Last: the empty folders over hidden paths and /dev would otherwise be writable, outside any quota.
     for path in [*always, *caller, Path("/dev")]:
         args += ["--remount-ro", str(path)]

@@ -32,10 +32,12 @@ from typing import Any
 
 from experiment_runtime import uids
 from experiment_runtime.artifacts import collect_plots, keep_tree
+from experiment_runtime.binds import Bind, staged, virtualenv_of
 from experiment_runtime.disk import scratch
 from experiment_runtime.isolation import Protections
 from experiment_runtime.limits import Limits
 from experiment_runtime.metrics import Metrics, MetricsError, read_metrics
+from experiment_runtime.plotting import run_plot
 from experiment_runtime.result import NodeResult, NodeStatus, write_result
 from experiment_runtime.sandbox import Execution, execute, prepare_workdir
 from experiment_runtime.template import TemplateError, command_for, load_template
@@ -75,7 +77,7 @@ _INODE_REASON = "created more than"
 
 def run_node(
     code_dir: Path, node_dir: Path, config: Mapping[str, Any], limits: Limits, python: str = sys.executable,
-    hidden: tuple[Path, ...] = (),
+    hidden: tuple[Path, ...] = (), datasets: tuple[Bind, ...] = (), env: Mapping[str, str] | None = None,
 ) -> NodeResult:
     """Runs the template program in `code_dir` with `config` under `limits`, in `node_dir`.
 
@@ -83,7 +85,9 @@ def run_node(
     and writes it to `<node_dir>/result.json`. Raises only for problems of the runner itself:
     an unwritable node dir, a sandbox that cannot start (`SandboxError`), a config that is not JSON.
     `python` is the interpreter that runs the program. The program sees neither the node's siblings
-    (the other folders of `node_dir`'s parent) nor the folders `hidden` (the run's records).
+    (the other folders of `node_dir`'s parent) nor the folders `hidden` (the run's records). It sees the
+    virtualenv of `python`, when it is one, and the `datasets`, read-only, and the variables `env`. A v1 template's plot.py runs
+    after a successful experiment (`experiment_runtime.plotting`).
 
     The program works in a scratch space of its own (a tmpfs where root) holding its work dir, /tmp and
     /dev/shm under one quota; when it ends, the work dir is copied to `code/` (without following links,
@@ -102,6 +106,7 @@ def run_node(
     for stale in ("code", "plots"):
         shutil.rmtree(node_dir / stale, ignore_errors=True)
     (node_dir / "dropped.txt").unlink(missing_ok=True)
+    (node_dir / "plot.txt").unlink(missing_ok=True)
     config_path = node_dir.resolve() / "config.json"
     config_path.write_text(config_json + "\n", encoding="utf-8")
     config_path.chmod(0o644)
@@ -110,7 +115,13 @@ def run_node(
     with _own_uid(limits) as limits:
         uid, gid = (limits.sandbox_uid, limits.sandbox_gid) if os.geteuid() == 0 and limits.drop_privileges \
             else (os.getuid(), os.getgid())
-        with scratch(node_dir / "scratch", limits.max_disk_bytes, limits.max_inodes, uid, gid) as space:
+        venv = virtualenv_of(python)
+        wanted = ((Bind(venv, venv),) if venv is not None else ()) + datasets
+        with staged(wanted, node_dir, uid, gid) as ready, \
+                scratch(node_dir / "scratch", limits.max_disk_bytes, limits.max_inodes, uid, gid) as space:
+            if venv is not None and ready[0].source != venv:
+                python = str(ready[0].target / Path(python).relative_to(venv))
+            binds = tuple((bind.source, bind.target) for bind in ready)
             work = space.work
             shutil.copytree(code_dir, work, symlinks=True, ignore=_ignored(code_dir), dirs_exist_ok=True)
             (work / OUT_DIR).mkdir(exist_ok=True)
@@ -126,10 +137,12 @@ def run_node(
                 # Paths inside the node's copy mean nothing to whoever fixes the code: name files relative to it.
                 reason: str | None = str(err).replace(f"{work}{os.sep}", "").replace(str(work), "the code dir")
             else:
-                env = {"KUBESCIENTIST_CONFIG": str(config_path), "KUBESCIENTIST_SEED": str(seed)}
-                execution = execute(command_for(template, Path(OUT_DIR), config_path, python), work, env, limits,
-                                    space=space, work_at=seen_at, read_only=(config_path,),
-                                    hidden=(node_dir.resolve().parent, *hidden))
+                variables = {**(env or {}), "KUBESCIENTIST_CONFIG": str(config_path), "KUBESCIENTIST_SEED": str(seed)}
+                def sandboxed(command: list[str]) -> Execution:
+                    return execute(command, work, variables, limits, space=space, work_at=seen_at,
+                                   read_only=(config_path,), hidden=(node_dir.resolve().parent, *hidden), binds=binds)
+
+                execution = sandboxed(command_for(template, Path(OUT_DIR), config_path, python))
                 status, reason = _judge(execution, limits)
                 if reason is None:
                     try:
@@ -137,6 +150,8 @@ def run_node(
                     except MetricsError as err:
                         status, reason = "failed", str(err)
             plots = collect_plots(work / OUT_DIR, node_dir / "plots")
+            if reason is None and template.plot_script is not None:
+                plots += run_plot(template.plot_script, work, OUT_DIR, node_dir, python, sandboxed)
             # What broke a disk or inode quota is not copied back: the node keeps its code and small outputs.
             over_quota = reason is not None and reason.startswith((_DISK_REASON, _INODE_REASON))
             dropped = keep_tree(work, node_dir / "code", limits.max_kept_bytes,

@@ -2,7 +2,8 @@
 
     python -m experiment_runtime pod --code-url URL [--code-sha256 HEX] --config-json JSON \\
         [--put-url NAME=URL ...] [--put-urls-file FILE] [--deadline SECONDS] \\
-        [--work-dir DIR] [--termination-log PATH] [--keep-root]
+        [--work-dir DIR] [--termination-log PATH] [--keep-root] [--env NAME=VALUE ...] [--dataset PATH ...] \\
+        [--requirement REQ ...]
 
 A node's pod holds no credential. Its code arrives as a gzipped tarball behind a presigned GET URL
 (checked against `--code-sha256` when given); its outputs leave through presigned PUT URLs, one per
@@ -43,6 +44,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from experiment_runtime import requirements
+from experiment_runtime.binds import Bind
 from experiment_runtime.limits import Limits
 from experiment_runtime.node import run_node
 from experiment_runtime.result import TERMINATION_MESSAGE_BYTES, NodeResult
@@ -232,8 +235,12 @@ def run_pod(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown artefact names {unknown} (known: {', '.join(ARTIFACTS)})")
         code = work / "code"
         unpack(fetch(args.code_url, "the code", args.code_sha256), code)
+        absent = requirements.missing(requirements.read(code) + list(args.requirement))
+        if absent:
+            return _misconfigured(termination_log, requirements.message(absent))
         limits = Limits(deadline_seconds=args.deadline, drop_privileges=not args.keep_root)
-        result = run_node(code, work / "node", config, limits)
+        result = run_node(code, work / "node", config, limits, env=dict(v.split("=", 1) for v in args.env),
+                          datasets=tuple(Bind(Path(p), Path(p)) for p in args.dataset))
     except (TransferError, OSError, ValueError, SandboxError) as err:
         message = f"cannot run node: {err}"
         print(message, file=sys.stderr)
@@ -243,6 +250,14 @@ def run_pod(args: argparse.Namespace) -> int:
     print(json.dumps(result.to_json(), indent=2))
     write_termination_message(termination_log, message_with(result, failed))
     return 0
+
+
+def _misconfigured(termination_log: Path, message: str) -> int:
+    """The run's configuration cannot work in this image: the operator fails the run, it retries nothing."""
+    print(message, file=sys.stderr)
+    write_termination_message(termination_log, json.dumps(
+        {"status": "error", "configuration": True, "message": message[:3000]}, separators=(",", ":")))
+    return 1
 
 
 def add_parser(commands: Any) -> None:
@@ -260,5 +275,11 @@ def add_parser(commands: Any) -> None:
     pod.add_argument("--termination-log", type=Path,
                      default=env_path(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG),
                      help=f"termination message file (default ${TERMINATION_LOG_ENV} or {DEFAULT_TERMINATION_LOG})")
+    pod.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                     help="an environment variable of the program (spec.runtime.env); repeatable")
+    pod.add_argument("--dataset", action="append", default=[], metavar="PATH",
+                     help="a read-only dataset mount the program sees at the same path; repeatable")
+    pod.add_argument("--requirement", action="append", default=[], metavar="REQ",
+                     help="a Python requirement the image must hold (spec.runtime.requirements); repeatable")
     pod.add_argument("--keep-root", action="store_true", default=os.environ.get(KEEP_ROOT_ENV) == "1",
                      help="when root, do not drop to the sandbox uid (see run-node --keep-root)")

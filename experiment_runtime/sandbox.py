@@ -12,7 +12,7 @@ which were in force, and `experiment_runtime.isolation.describe_missing` what a 
   Without one, memory is RLIMIT_AS per process and the process limit RLIMIT_NPROC.
 - Environment: scrubbed. The program sees only the variables passed in plus a minimal base (PATH,
   HOME = the work dir, USER/LOGNAME, LANG, PYTHONUNBUFFERED, PYTHONDONTWRITEBYTECODE, thread-count
-  variables sized to the CPUs this runner may use) and the GPU placement variables in
+  variables sized to `Limits.cpus`, or else to the CPUs this runner may use) and the GPU placement variables in
   `PASSTHROUGH_VARIABLES`. Nothing else of the runner's environment is inherited, so API keys
   cannot leak into it.
 - Identity: when the runner is root, the program runs as `Limits.sandbox_uid`/`sandbox_gid`
@@ -147,13 +147,14 @@ class Execution:
 
 
 def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, *, space: Scratch | None = None,
-            work_at: Path | None = None, read_only: tuple[Path, ...] = (), hidden: tuple[Path, ...] = ()) -> Execution:
+            work_at: Path | None = None, read_only: tuple[Path, ...] = (), hidden: tuple[Path, ...] = (),
+            binds: tuple[tuple[Path, Path], ...] = ()) -> Execution:
     """Runs `command` in `cwd` with `env` (plus the minimal base) under `limits`; blocks until done.
 
     `space` is the node's scratch (its work dir `cwd`, /tmp and /dev/shm under one quota); without it
     /tmp and /dev/shm are small private tmpfs and the quota is polled over `cwd`. Inside the namespaces
     the work dir appears at `work_at` (default: `cwd`), the files `read_only` at their own paths, and
-    the folders `hidden` empty.
+    the folders `hidden` empty, and each `(source, target)` of `binds` read-only at its target.
 
     Raises SandboxError when the program cannot be started (missing executable, work dir not
     prepared for the sandbox user). Everything the program itself does wrong is in the Execution.
@@ -167,7 +168,7 @@ def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, 
         # Checked here: inside the namespaces the failure would look like the program's.
         raise SandboxError(f"cannot start {command[0]!r} as uid {uid}: no such executable")
     token = secrets.token_hex(16)
-    full_env = _base_environment(work_at or cwd, command[0], uid) | env | {processes.TOKEN_VARIABLE: token}
+    full_env = _base_environment(work_at or cwd, command[0], uid, limits.cpus) | env | {processes.TOKEN_VARIABLE: token}
     nproc = processes.count_user_tasks(uid) + limits.max_processes + _WRAPPER_PROCESSES
 
     ns_reason = isolation.namespaces_unavailable(uid) if limits.isolate else "switched off (Limits.isolate)"
@@ -176,7 +177,11 @@ def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, 
     if ns_reason is None:
         argv = isolation.bwrap_command(
             command, cwd, work_at=work_at or cwd, tmp=space.tmp if space else None,
-            shm=space.shm if space else None, read_only=read_only, hidden=hidden, network=limits.network)
+            shm=space.shm if space else None, read_only=read_only, hidden=hidden, network=limits.network,
+            binds=binds)
+    elif any(source != target for source, target in binds):
+        _remove(group)
+        raise SandboxError(f"cannot show {binds[0][0]} at {binds[0][1]}: no namespaces ({ns_reason})")
     protections = Protections(
         namespaces=ns_reason is None, network_isolated=ns_reason is None and not limits.network,
         cgroup=group is not None, disk_scratch=space is not None and space.tmpfs, own_uid=limits.own_uid,
@@ -278,9 +283,10 @@ def prepare_workdir(path: Path, limits: Limits) -> None:
     _check_workdir(path, uid, gid)
 
 
-def _base_environment(cwd: Path, executable: str, uid: int) -> dict[str, str]:
+def _base_environment(cwd: Path, executable: str, uid: int, cpus: float | None = None) -> dict[str, str]:
     """The variables every program gets before the caller's own."""
-    threads = str(_cpu_budget())
+    # The node's CPU share when it has one (a 1-CPU node ran 3x slower with a thread per host CPU).
+    threads = str(min(_cpu_budget(), max(1, math.ceil(cpus))) if cpus else _cpu_budget())
     # The program's own interpreter comes first, so a `python` it starts is the same one.
     interpreter_dir = os.path.dirname(executable) if os.path.isabs(executable) else os.path.dirname(sys.executable)
     env = {

@@ -9,7 +9,8 @@
                           which also makes the apiserver and S3 listen where pods reach them
 
 The e2e tests are skipped, with the reason, when the control-plane binaries have not been built yet
-(tests/e2e/cluster/build.sh, about 25 min once on 2 cores); KUBESCIENTIST_BUILD_CLUSTER=1 builds them first.
+(tests/e2e/cluster/build.sh, about 25 min once on 2 cores); KUBESCIENTIST_BUILD_CLUSTER=1 builds them first,
+and Kueue too when test_kueue.py is selected (tests/e2e/kueue.py).
 Other knobs: KUBESCIENTIST_E2E_GPU_NODES (default 2), KUBESCIENTIST_E2E_GPU_TAINT=1 (taint the GPU nodes),
 KUBESCIENTIST_E2E_KEEP=1 (leave the cluster running after the session; `cluster.py down --dir` stops it).
 """
@@ -48,10 +49,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """KUBESCIENTIST_BUILD_CLUSTER=1: build the binaries before any test runs (not inside a fixture, where the
     per-test timeout would cut the ~25 min first build short), and only when e2e tests were selected."""
-    if os.environ.get("KUBESCIENTIST_BUILD_CLUSTER") != "1" or not control_plane.missing_binaries():
+    if os.environ.get("KUBESCIENTIST_BUILD_CLUSTER") != "1":
         return
-    if any(item.get_closest_marker("e2e") for item in session.items):
+    if control_plane.missing_binaries() and any(item.get_closest_marker("e2e") for item in session.items):
         control_plane.run_build(log=_say)
+    if any(Path(str(item.path)).name == "test_kueue.py" for item in session.items):
+        import kueue  # noqa: PLC0415 - only when the Kueue tests run
+
+        kueue.build(log=_say)
 
 
 def _say(message: str) -> None:

@@ -55,6 +55,14 @@ def _zero_nodes_in_research(m: dict[str, Any]) -> None:
     m["spec"]["stages"][2]["maxNodes"] = 0
 
 
+def _secret_variable(m: dict[str, Any]) -> None:
+    m["spec"]["runtime"] = {"env": [{"name": "OPENAI_API_KEY", "value": "x"}]}
+
+
+def _dataset_outside_mnt(m: dict[str, Any]) -> None:
+    m["spec"]["datasets"] = [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}, "mountPath": "/mnt/a/../etc"}]
+
+
 def _stages_out_of_order(m: dict[str, Any]) -> None:
     stages = m["spec"]["stages"]
     stages[1], stages[2] = stages[2], stages[1]
@@ -67,8 +75,10 @@ def _stages_out_of_order(m: dict[str, Any]) -> None:
         (_two_idea_sources, "spec.idea", "idea must set exactly one of inline, ideasFile or configMapRef"),
         (_stages_out_of_order, "spec.stages",
          "stages must be named initial, tuning, research, ablation, in this order"),
+        (_secret_variable, "spec.runtime.env[0].name", "looks like a secret"),
+        (_dataset_outside_mnt, "spec.datasets[0].mountPath", "mountPath must not contain . or .. segments"),
     ],
-    ids=["maxNodes-0", "two-idea-sources", "stage-order"],
+    ids=["maxNodes-0", "two-idea-sources", "stage-order", "secret-env", "dataset-dotdot"],
 )
 def test_invalid_researchrun_is_refused_naming_the_field(
     cluster: Cluster, kubescientist_crds: list[str], namespace: str,

@@ -263,7 +263,7 @@ NAMESPACED: set[Rule] = {
     ("batch", "jobs", "patch"),  # ttlSecondsAfterFinished once the node's outcome is saved
     ("", "pods", "list"), ("", "pods", "watch"),
     ("", "events", "create"),
-    ("", "configmaps", "get"), ("", "secrets", "get"),
+    ("", "configmaps", "get"), ("", "secrets", "get"), ("", "persistentvolumeclaims", "get"),
     # Campaigns: kopf's daemon per campaign (list, watch, patch), the controller's runs, status and the
     # ConfigMap of each round's proposed ideas; runs and ConfigMaps are owned by their campaign.
     ("kubescientist.io", "researchruns", "create"),

@@ -27,7 +27,7 @@ import jsonschema
 import yaml
 
 from kubescientist.core.quantity import parse_quantity
-from kubescientist.core.spec import ResearchRun, SpecError, run_spec_from_dict
+from kubescientist.core.spec import ResearchRun, SpecError, run_spec_from_dict, spec_problems
 
 GROUP_VERSION = "kubescientist.io/v1alpha1"
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -207,6 +207,7 @@ def validate_object(kind: str, obj: Any) -> dict[str, Any]:
     problems += list(_cel_errors(sub_schema, defaulted, []))
     if kind == "ResearchRun" and isinstance(defaulted.get("spec"), dict):
         problems += list(_quantity_errors(defaulted["spec"]))
+        problems += spec_problems(defaulted["spec"])
     if problems:
         raise ManifestError("\n".join(dict.fromkeys(problems)))
     return {**obj, **defaulted}

@@ -206,6 +206,18 @@ class Engine:
         if self._stop_reason is None:
             self._stop(reason)
 
+    def fail(self, reason: str) -> None:
+        """End the run as failed for a reason no node can fix (a configuration error): nothing new starts,
+        nodes not yet running never will, nodes running still finish and are recorded."""
+        if self.journal.phase != "searching":
+            return
+        self._stop_reason = reason
+        for node in list(self.journal.nodes.values()):
+            if node.status == "pending":
+                node.outcome = Outcome(buggy=False, reason=f"not run: {reason}")
+                self.journal.set_status(node, "failed")
+        self._finish("failed", reason)
+
     def judge(self, stage: StageName, best: str, reason: str) -> None:
         """The judge's pick of a stage's best node; a pick that is not a candidate falls back to the metric."""
         record = self.journal.stage(stage)
@@ -236,6 +248,11 @@ class Engine:
     def complete(self, node_id: str, outcome: Outcome) -> Node:
         """Fold a finished node's outcome into the tree and advance stages."""
         node = self.journal.nodes[node_id]
+        if outcome.details.configuration_error:
+            node.outcome = outcome
+            self.journal.set_status(node, "failed")
+            self.fail(outcome.reason or "configuration error")
+            return node
         if outcome.infrastructure:
             if node.attempts < MAX_ATTEMPTS:
                 self.journal.set_status(node, "pending")

@@ -100,6 +100,8 @@ class Details:
     """The LLM's review of the node (buggy, reason, summary, by, prompt)."""
     plot_feedback: dict[str, Any] | None = None
     """The vision model's feedback on the node's plots (valid, summary, analyses)."""
+    configuration_error: bool | None = None
+    """True: the run's configuration cannot work (its image lacks a requirement), and the engine fails the run."""
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Details:

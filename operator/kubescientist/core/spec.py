@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Mapping
 
+DATASETS_ROOT = "/mnt/datasets"
+"""Where a dataset without a mountPath is seen: ``/mnt/datasets/<name>``."""
+
 StageName = Literal["initial", "tuning", "research", "ablation"]
 STAGE_NAMES: tuple[StageName, ...] = ("initial", "tuning", "research", "ablation")
 Direction = Literal["maximize", "minimize"]
@@ -137,6 +140,34 @@ class LLMSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class Runtime:
+    image: str | None = None
+    """The node pods' image; None means the chart's node image."""
+    image_pull_policy: str | None = None
+    """Always, IfNotPresent or Never; None means the Kubernetes default."""
+    requirements: tuple[str, ...] = ()
+    """Python requirements beyond the template's requirements.txt."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Plain ``(name, value)`` environment variables of the node programs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    """Unique in the run."""
+    mount_path: str
+    """Where the program sees the data, read-only."""
+    claim_name: str | None = None
+    """A PersistentVolumeClaim of the run's namespace (in-cluster)."""
+    s3_uri: str | None = None
+    """``s3://bucket/prefix`` of the run's object store, fetched into the pod (in-cluster)."""
+    max_bytes: str = "10Gi"
+    """Most bytes an ``s3_uri`` dataset may fetch, as a quantity."""
+    path: str | None = None
+    """A local folder, relative to the manifest's folder (local mode)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSpec:
     idea: IdeaRef
     """The research idea."""
@@ -166,6 +197,10 @@ class RunSpec:
     """The run seed: every random choice of the search derives from it."""
     suspend: bool = False
     """No new nodes start while set."""
+    runtime: Runtime = Runtime()
+    """The node programs' image, packages and environment variables."""
+    datasets: tuple[Dataset, ...] = ()
+    """Data mounted read-only into every node."""
     gates: tuple[StageName, ...] = ()
     """Stages after which the run waits for a person's approval before the next stage starts."""
     approved_gates: tuple[StageName, ...] = ()
@@ -242,6 +277,8 @@ def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
         reviewers=int(spec.get("review", {}).get("reviewers", 3)),
         seed=int(spec.get("seed", 0)),
         suspend=bool(spec.get("suspend", False)),
+        runtime=_runtime(spec.get("runtime", {})),
+        datasets=tuple(_dataset(d) for d in spec.get("datasets", ())),
         gates=tuple(spec.get("gates", ())),
         approved_gates=tuple(spec.get("approvedGates", ())),
         raw=spec,
@@ -280,3 +317,45 @@ def llm_settings(llm: Mapping[str, Any]) -> LLMSettings:
         max_output_tokens=_number(llm, "maxOutputTokens", int),
         temperature=_number(llm, "temperature", float),
         structured_outputs=mode, answer_attempts=3 if attempts is None else attempts)
+
+
+def _runtime(runtime: Mapping[str, Any]) -> Runtime:
+    return Runtime(image=runtime.get("image"), image_pull_policy=runtime.get("imagePullPolicy"),
+                   requirements=tuple(str(r) for r in runtime.get("requirements", ())),
+                   env=tuple((str(e["name"]), str(e["value"])) for e in runtime.get("env", ())))
+
+
+def _dataset(entry: Mapping[str, Any]) -> Dataset:
+    s3 = entry.get("s3") or {}
+    return Dataset(name=entry["name"], mount_path=entry.get("mountPath") or f"{DATASETS_ROOT}/{entry['name']}",
+                   claim_name=(entry.get("persistentVolumeClaim") or {}).get("claimName"), s3_uri=s3.get("uri"),
+                   max_bytes=str(s3.get("maxSize", "10Gi")), path=entry.get("path"))
+
+
+def spec_problems(spec: Mapping[str, Any]) -> list[str]:
+    """What the CRD schema cannot say about a spec, one line per problem, each naming its field.
+
+    Duplicate names, which the apiserver refuses through list-map keys but a schema validator does not,
+    and two datasets seen at the same path.
+    """
+    problems = []
+    runtime = spec.get("runtime") or {}
+    seen: set[str] = set()
+    for index, entry in enumerate(runtime.get("env", ())):
+        if entry.get("name") in seen:
+            problems.append(f"spec.runtime.env[{index}].name: duplicate variable {entry['name']!r}")
+        seen.add(entry.get("name"))
+    names: set[str] = set()
+    paths: dict[str, str] = {}
+    for index, entry in enumerate(spec.get("datasets", ())):
+        dataset = _dataset(entry)
+        if dataset.name in names:
+            problems.append(f"spec.datasets[{index}].name: duplicate dataset {dataset.name!r}")
+        names.add(dataset.name)
+        for other_path, other in paths.items():
+            if (dataset.mount_path + "/").startswith(other_path + "/") or \
+                    (other_path + "/").startswith(dataset.mount_path + "/"):
+                problems.append(f"spec.datasets[{index}].mountPath: {dataset.mount_path} overlaps dataset "
+                                f"{other!r} at {other_path}")
+        paths[dataset.mount_path] = dataset.name
+    return problems

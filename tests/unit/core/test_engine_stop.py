@@ -46,3 +46,26 @@ def test_stop_ends_the_run_with_what_it_has() -> None:
     assert any(e.kind == "budget" and "LLM token cap reached" in e.message for e in journal.events)
     engine.stop("again")  # a second stop changes nothing
     assert sum(e.kind == "budget" for e in journal.events) == 1
+
+
+def test_a_configuration_error_fails_the_run_without_buggy_nodes_or_debugging() -> None:
+    from kubescientist.core.journal import Details, Outcome
+
+    engine = Engine(spec_with(search={"drafts": 2, "parallelism": 3}), Journal())
+    proposer = OfflineProposer(SPACE, 7)
+    nodes = []
+    for _ in range(2):
+        plan = engine.plan(0.0)
+        assert plan is not None and plan.action == "draft"
+        node = engine.commit(plan, proposer.propose(plan, engine.journal))
+        assert node is not None
+        nodes.append(node)
+    first, second = nodes
+    engine.start(first.id)  # the second is committed but not started yet
+    reason = "configuration error: the node image lacks the requirement(s) scipy (not installed)"
+    engine.complete(first.id, Outcome(buggy=False, reason=reason, details=Details(configuration_error=True)))
+    journal = engine.journal
+    assert journal.phase == "failed" and journal.message == reason and engine.done
+    assert journal.nodes[first.id].status == "failed" and journal.nodes[second.id].status == "failed"
+    assert not any(n.status == "buggy" or n.action == "debug" for n in journal.nodes.values())
+    assert engine.plan(0.0) is None and engine.next_pending() is None

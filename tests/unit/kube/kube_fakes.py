@@ -122,6 +122,11 @@ class FakeStore(Store):
     def presign_put(self, key: str, seconds: int) -> str:
         return f"https://s3.test/{key}?X-Amz-Signature=put"
 
+    def presign_prefix(self, bucket: str, prefix: str, seconds: int, limit: int) -> list[tuple[str, int, str]]:
+        keys = sorted(k for k in self.objects if k.startswith(f"{bucket}/{prefix}"))
+        return [(k[len(f"{bucket}/{prefix}"):].lstrip("/"), len(self.objects[k]),
+                 f"https://s3.test/{k}?X-Amz-Signature=get") for k in keys]
+
 
 def success_message(seed: int, r2: float = 0.99) -> str:
     return json.dumps({"status": "succeeded", "buggy": False, "buggyReason": None, "durationSeconds": 1.5,

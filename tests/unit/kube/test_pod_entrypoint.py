@@ -10,6 +10,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -143,3 +144,70 @@ def test_pack_is_deterministic_and_unpack_refuses_escapes(tmp_path: Path) -> Non
     with pytest.raises(pod.TransferError):
         pod.unpack(evil.getvalue(), tmp_path / "dest")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def fetch_dataset(dest: Path, max_bytes: int, objects: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "experiment_runtime", "fetch-dataset", "--dest", str(dest),
+                           "--max-bytes", str(max_bytes), "--objects-json", json.dumps(objects)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+
+
+def test_an_s3_dataset_is_fetched_from_presigned_urls(bucket: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    url, objects = bucket
+    objects["/data/cifar/train/a.bin"] = b"abc"
+    objects["/data/cifar/labels.txt"] = b"cat\ndog\n"
+    listing = [{"path": "train/a.bin", "size": 3, "url": f"{url}/data/cifar/train/a.bin?sig"},
+               {"path": "labels.txt", "size": 8, "url": f"{url}/data/cifar/labels.txt?sig"}]
+    done = fetch_dataset(tmp_path / "ds", 100, listing)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ds" / "train" / "a.bin").read_bytes() == b"abc"
+    assert (tmp_path / "ds" / "labels.txt").read_text() == "cat\ndog\n"
+
+
+@pytest.mark.parametrize("listing, message", [
+    ([{"path": "a", "size": 200, "url": "http://127.0.0.1:9/a"}], "holds 200 bytes, more than its maxSize of 100"),
+    ([{"path": "../escape", "size": 1, "url": "http://127.0.0.1:9/a"}], "would leave the dataset folder"),
+    ([{"path": "/etc/passwd", "size": 1, "url": "http://127.0.0.1:9/a"}], "would leave the dataset folder"),
+])
+def test_a_dataset_too_large_or_escaping_is_refused_before_any_fetch(tmp_path: Path, listing: list[dict[str, object]],
+                                                                     message: str) -> None:
+    done = fetch_dataset(tmp_path / "ds", 100, listing)
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_dataset_object_that_cannot_be_fetched_is_named(bucket: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    url, _ = bucket
+    done = fetch_dataset(tmp_path / "ds", 100, [{"path": "x/y.bin", "size": 3, "url": f"{url}/missing?sig"}])
+    assert done.returncode == 1 and "dataset file x/y.bin" in done.stderr
+
+
+def test_a_requirement_the_image_lacks_is_a_configuration_error(bucket: tuple[str, dict[str, bytes]],
+                                                                 tmp_path: Path) -> None:
+    base, objects = bucket
+    code = tmp_path / "template"
+    shutil.copytree(TEMPLATE, code)
+    (code / "requirements.txt").write_text("pyyaml\nkubescientist-absent-4711>=2  # the model zoo\n")
+    objects["/code.tar.gz"] = pod.pack(code)
+    proc, message = run_pod(tmp_path, "--code-url", f"{base}/code.tar.gz", "--config-json", '{"seed": 0}',
+                            "--requirement", "psutil>=999", f"--put-url=result.json={base}/out/result.json")
+    assert proc.returncode == 1
+    report = json.loads(message)
+    assert report["status"] == "error" and report["configuration"] is True
+    text = report["message"]
+    assert "kubescientist-absent-4711>=2 (not installed)" in text and "psutil>=999 (installed: " in text
+    assert "pyyaml" not in text.split("build an image")[0]  # what the image has is not named
+    assert "RUN pip install 'kubescientist-absent-4711>=2' 'psutil>=999'" in text and "spec.runtime.image" in text
+    assert "/out/result.json" not in objects  # the program never ran
+
+
+def test_requirements_the_image_holds_let_the_node_run(bucket: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    base, objects = bucket
+    code = tmp_path / "template"
+    shutil.copytree(TEMPLATE, code)
+    (code / "requirements.txt").write_text("pyyaml>=5\n")
+    objects["/code.tar.gz"] = pod.pack(code)
+    proc, message = run_pod(tmp_path, "--code-url", f"{base}/code.tar.gz", "--config-json", '{"seed": 0}',
+                            "--requirement", "psutil")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(message)["status"] == "succeeded"

@@ -13,6 +13,8 @@ tested on recorded objects. The classification:
   with a new Job and not counted against the search;
 - the image has no node runtime (its command is not found, the runtime's module is missing): infrastructure,
   with a reason that names the image and says so, never a buggy program;
+- the runtime found the image lacking a requirement of the run: a configuration error, which fails the
+  run (``Details.configuration_error``): no node is buggy and none is debugged or retried;
 - the image cannot be pulled (``ErrImagePull``, ``ImagePullBackOff``...): not an outcome: the node
   waits, and the run gets a ``Stalled`` condition that says which image and why.
 """
@@ -157,6 +159,11 @@ def _finished_pod(job: RawObject | None, pod: RawObject, seen_running: bool) -> 
         oom = Outcome(buggy=True, reason=reason, details=Details(container_exit_code=exit_code,
                                                                   container_reason='OOMKilled'))
         return Observation('finished', reason, oom, **common)
+    if report is not None and report.get('status') == 'error' and report.get('configuration') is True:
+        reason = str(report.get('message', 'configuration error'))[:REASON_CHARS]
+        misconfigured = Outcome(buggy=False, reason=reason,
+                                details=Details(container_exit_code=exit_code, configuration_error=True))
+        return Observation('finished', reason, misconfigured, **common)
     if report is not None and report.get('status') == 'error':
         reason = f"the node runtime could not run the node: {report.get('message', '')}"
         return Observation('finished', reason, infrastructure(reason, Details(container_exit_code=exit_code)),
@@ -220,6 +227,10 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
         return Observation('missing', "no Job")
     pod = latest_pod(pods)
     phase = pod.get('status', {}).get('phase') if pod is not None else None
+    if job.get('spec', {}).get('suspend') and condition(job, 'Complete') is None and phase != 'Succeeded':
+        # Kueue suspended the Job (not admitted yet, or preempted): a pod it ended is not the node's outcome,
+        # and the same Job runs again once admitted.
+        return Observation('pending', "queued: the Job is suspended, waiting for admission (Kueue)")
     if pod is not None and phase in ('Succeeded', 'Failed'):
         return _finished_pod(job, pod, seen_running)
     if _deadline_exceeded(job):
@@ -233,8 +244,6 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
     if condition(job, 'Complete') is not None and pod is None:
         return Observation('finished', "Job complete but its pod is gone: the result is lost",
                            infrastructure(LOST_MESSAGE, Details(job=job['metadata']['name'])))
-    if job.get('spec', {}).get('suspend'):
-        return Observation('pending', "queued: the Job is suspended (by Kueue or by hand)")
     if pod is None:
         return Observation('pending', "waiting for the Job controller to create the pod")
     return _waiting_pod(pod)

@@ -31,7 +31,8 @@ from experiment_runtime import parse_result
 from experiment_runtime.pod import ARTIFACTS
 from kubescientist.adapters import metrics, results
 from kubescientist.adapters.driving import Step
-from kubescientist.adapters.kube import manifests, naming, outcomes, persistence, statuses
+from kubescientist.adapters.kube import (manifests, naming, node_environment, outcomes, persistence, queueing,
+                                        statuses)
 from kubescientist.adapters.kube.clients import ApiError, Kube
 from kubescientist.adapters.kube.config import Settings
 from kubescientist.adapters.kube.papers import Papers
@@ -139,6 +140,8 @@ class Reconciler:
             self.runs[(namespace, name)] = state
         state.spec = spec
         state.engine.update_spec(spec)
+        if (missing := node_environment.dataset_problems(self.kube, namespace, spec)) is not None:
+            return self._stalled(run, previous, generation, missing, spec)
 
         step = self._look(run, state, indexed, children)
         elapsed = (now - persistence.parse_time(state.start_time)).total_seconds()
@@ -347,9 +350,12 @@ class Reconciler:
         code = state.template.code_for(node.config, store)
         urls = {artifact: store.presign_put(store.node_key(node.id, node.attempts, artifact), seconds)
                 for artifact in ARTIFACTS}
-        return manifests.node_job(name, meta['namespace'], manifests.node_owner(node_name, state.node_uids[node_name]),
-                                  state.spec, node, node.attempts, self.settings, store.presign_get(code.key, seconds),
-                                  code.sha256, urls)
+        job = manifests.node_job(name, meta['namespace'], manifests.node_owner(node_name, state.node_uids[node_name]),
+                                 state.spec, node, node.attempts, self.settings, store.presign_get(code.key, seconds),
+                                 code.sha256, urls)
+        job = node_environment.apply(job, state.spec, self.settings,
+                                     node_environment.dataset_objects(store, state.spec, seconds))
+        return queueing.queued(job, state.spec, node.action)
 
     # -- status and events -------------------------------------------------------------------------------
 

@@ -181,3 +181,22 @@ class Store:
     def presign_put(self, key: str, seconds: int) -> str:
         url: str = self._signer.presigned_put_object(self.config.bucket, key, expires=timedelta(seconds=seconds))
         return url
+
+    def presign_prefix(self, bucket: str, prefix: str, seconds: int, limit: int) -> list[tuple[str, int, str]]:
+        """``(path below prefix, size, presigned GET URL)`` of every object under ``s3://bucket/prefix``, in key
+        order; raises StorageError when there are more than `limit` (a pod's arguments must stay small)."""
+        found: list[tuple[str, int, str]] = []
+        try:
+            for item in self._client.list_objects(bucket, prefix=prefix, recursive=True):
+                if item.is_dir or item.object_name is None:
+                    continue
+                if len(found) == limit:
+                    raise StorageError(f"s3://{bucket}/{prefix}: more than {limit} objects; pack the data into fewer "
+                                       "files (a tarball the program unpacks, say)")
+                url = self._signer.presigned_get_object(bucket, item.object_name, expires=timedelta(seconds=seconds))
+                found.append((item.object_name[len(prefix):].lstrip('/'), int(item.size or 0), url))
+        except minio.error.S3Error as err:
+            raise StorageError(f"s3://{bucket}/{prefix}: {err.code}: {err.message}") from err
+        except (OSError, ValueError) as err:
+            raise StorageError(f"{self.config.endpoint}: {err}") from err
+        return found

@@ -29,6 +29,7 @@ from kubescientist.adapters import results
 from kubescientist.adapters.driving import Driver, Step
 from kubescientist.adapters.llm import llm_enabled, template_code
 from kubescientist.adapters.local.agent import LocalAgent
+from kubescientist.adapters.local.environment import RequirementsError, node_args
 from kubescientist.adapters.local.executors import Executors, RunnerBusy
 from kubescientist.adapters.local.files import read_json, write_json
 from kubescientist.adapters.local.gates import raise_if_paused
@@ -105,6 +106,10 @@ class LocalRunner:
             except TemplateError as exc:
                 raise RunError(f"spec.template.path: {exc}") from None
             self.space = search_space_of(template)
+        try:  # the run's packages, variables and datasets: a problem here is the run's, before any node runs
+            self.node_args = node_args(run.spec, self.template_root, manifest.parent)
+        except RequirementsError as exc:
+            raise RunError(f"configuration error: {exc}") from None
         self.proposer = OfflineProposer(self.space, run.spec.seed)
         self.agent: LocalAgent | None = None
         if llm_enabled(run.spec):
@@ -245,6 +250,7 @@ class LocalRunner:
                    "--node-dir", str(node_dir), "--config", str(node_dir / "config.json"),
                    "--deadline", str(resources.deadline_seconds),
                    "--memory", str(int(parse_quantity(resources.memory)))]
+        command += self.node_args
         if self.sandbox_warning:
             command.append("--keep-root")
         process = self.executors.launch(node.id, command, node_dir / "executor.log",
