@@ -18,7 +18,6 @@ import asyncio
 import copy
 import dataclasses
 import importlib.resources
-import json
 import pathlib
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ import jinja2
 import yaml
 
 from kubescientist.adapters.campaign_manifest import load_campaign, validate_campaign
-from kubescientist.adapters.local.files import write_json
+from kubescientist.adapters.local.files import read_json_object, write_json
 from kubescientist.adapters.manifest import ManifestError, apply_defaults, crd_schema
 from kubescientist.agent.config import from_settings
 from kubescientist.agent.errors import AgentError
@@ -100,16 +99,16 @@ def read_approvals(path: pathlib.Path) -> tuple[list[str], list[str]]:
 def run_report(idea: str, run: str, folder: pathlib.Path) -> RunReport | None:
     """What a finished run folder says (None while it has no summary): phase, best metric, review score and
     weaknesses, LLM use."""
-    summary = _json(folder / "summary.json")
+    summary = read_json_object(folder / "summary.json")
     if summary is None:
         return None
     best = summary.get("best") or {}
     seeds = best.get("seeds") or {}
     metric = seeds.get("mean") if seeds.get("n", 0) > 1 else best.get("metric")
-    review = _json(folder / "review.json") or {}
+    review = read_json_object(folder / "review.json") or {}
     form = review.get("review") or {}
     total = (summary.get("llm") or {}).get("total") or {}
-    llm = _json(folder / "llm.json") or {}
+    llm = read_json_object(folder / "llm.json") or {}
     total = (llm.get("total") if isinstance(llm.get("total"), dict) else None) or total
     return RunReport(
         idea=idea, run=run, phase="succeeded" if summary.get("phase") == "succeeded" else "failed",
@@ -137,7 +136,7 @@ class LocalCampaign:
         if not resume and self.folder.root.exists() and any(self.folder.root.iterdir()):
             raise CampaignStopped(f"{self.folder.root} already holds a campaign: pass --resume to continue it, or "
                                   "choose another --workdir")
-        saved = (_json(self.folder.state) or {}) if resume else {}
+        saved = (read_json_object(self.folder.state) or {}) if resume else {}
         self.ideas: list[IdeaRecord] = self._load_ideas() if resume else []
         self.failures: dict[str, str] = dict(saved.get("failures", {}))
         """Why a run could not run, by idea: such a run has no summary to tell."""
@@ -172,7 +171,7 @@ class LocalCampaign:
         self.spec = campaign_spec_from_dict(self.valid["spec"])
 
     def _load_ideas(self) -> list[IdeaRecord]:
-        data = _json(self.folder.state) or {}
+        data = read_json_object(self.folder.state) or {}
         return [IdeaRecord(CampaignIdea(name=i["name"], title=i["title"], hypothesis=i.get("hypothesis", ""),
                                         description=i.get("description", ""), round=int(i.get("round", 1))),
                            dropped=i.get("dropped", "")) for i in data.get("ideaList", [])]
@@ -363,14 +362,6 @@ def campaign_page(folder: CampaignDir, name: str, spec: CampaignSpec, ideas: lis
     return template.render(name=name, phase=step.phase, message=step.message, rows=rows, board=board,
                            metric=metric, round=step.round, rounds=spec.rounds,
                            max_concurrent=spec.max_concurrent_runs)
-
-
-def _json(path: pathlib.Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 __all__ = ["CampaignDir", "CampaignStopped", "RunFailed", "LocalCampaign", "campaign_page", "read_approvals", "run_report"]

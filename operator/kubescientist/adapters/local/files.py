@@ -27,3 +27,13 @@ def write_json(path: pathlib.Path, data: Any) -> None:
 
 def read_json(path: pathlib.Path) -> Any:
     return json.loads(path.read_text())
+
+
+def read_json_object(path: pathlib.Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None where the file is missing, unreadable or not an object: for
+    views of a run folder that show what is there."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

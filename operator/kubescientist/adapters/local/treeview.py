@@ -24,6 +24,7 @@ import pygments.lexers
 from rich.markup import escape
 from rich.tree import Tree
 
+from kubescientist.adapters.local.files import read_json_object
 from kubescientist.core.journal import Journal, Node
 from kubescientist.core.printable import printable
 from kubescientist.core.stats import fmt_stats, plain
@@ -237,8 +238,8 @@ def html_page(journal: Journal, title: str, *, files: NodeFiles, code_of: Callab
 
 def local_page(run_dir: pathlib.Path, journal: Journal, title: str) -> str:
     """The page of a local run folder: template code from its state, paper and review linked when present."""
-    state = _json(run_dir / "state.json") or {}
-    summary = _json(run_dir / "summary.json") or {}
+    state = read_json_object(run_dir / "state.json") or {}
+    summary = read_json_object(run_dir / "summary.json") or {}
     template = state.get("template") or summary.get("template")
     template_root = (run_dir / template) if template else None
     metric = str((summary.get("objective") or {}).get("metric", "metric"))
@@ -267,14 +268,6 @@ def program_reader(run_dir: pathlib.Path, template_root: pathlib.Path | None) ->
         return node.config.code if node.config.code is not None else entry
 
     return read
-
-
-def _json(path: pathlib.Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 __all__ = ["FolderFiles", "NodeFiles", "html_page", "local_page", "text_tree", "view_data"]
