@@ -14,7 +14,7 @@ from experiment_runtime.metrics import (
     read_metrics,
 )
 from experiment_runtime.node import code_hash, run_node
-from experiment_runtime.result import NodeResult, NodeStatus, load_result, parse_result
+from experiment_runtime.result import RESULT_FILE, NodeResult, NodeStatus, load_result, parse_result
 from experiment_runtime.sandbox import Execution, SandboxError, execute, prepare_workdir
 from experiment_runtime.template import (
     Hyperparameter,
@@ -27,6 +27,7 @@ from experiment_runtime.template import (
 )
 
 __all__ = [
+    "RESULT_FILE",
     "Curve",
     "Execution",
     "Hyperparameter",

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from experiment_runtime import Limits, SandboxError, TemplateError, code_hash, execute, load_result
+from experiment_runtime import RESULT_FILE, Limits, SandboxError, TemplateError, code_hash, execute, load_result
 from experiment_runtime import load_template, prepare_workdir
 from kubescientist.adapters import results
 from kubescientist.adapters.driving import Driver, Step
@@ -245,6 +245,8 @@ class LocalRunner:
 
     def _launch(self, node: Node) -> None:
         node_dir = self.run_dir.node(node.id)
+        # A result left by an earlier attempt must not pass for this one's after a crash (see _finished_before_restart).
+        (node_dir / RESULT_FILE).unlink(missing_ok=True)
         resources = self.spec.resources
         command = [sys.executable, "-m", "experiment_runtime", "run-node", "--code", str(self._code_dirs.pop(node.id)),
                    "--node-dir", str(node_dir), "--config", str(node_dir / "config.json"),
