@@ -26,6 +26,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from kubescientist.adapters.kube import admission
 from kubescientist.adapters.results import REASON_CHARS, Report, infrastructure, outcome
 from kubescientist.core.journal import Details, Outcome
 
@@ -68,6 +69,8 @@ class Observation:
     """Set when the pod cannot start without help (image pull failure and the like): why."""
     pod_name: str | None = None
     """The pod observed, if any."""
+    queued: bool = False
+    """The Job is suspended, waiting for admission (Kueue); ``message`` says why, in Kueue's words if known."""
 
 
 def condition(obj: RawObject, kind: str) -> Mapping[str, Any] | None:
@@ -215,8 +218,11 @@ def _deadline(job: RawObject, pod: RawObject | None, seen_running: bool) -> Obse
     return Observation('finished', reason, infrastructure(reason), pod_name=name)
 
 
-def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool = False) -> Observation:
+def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool = False,
+            waits_because: str | None = None) -> Observation:
     """Classify one node attempt from its Job (None when absent) and that Job's pods.
+
+    ``waits_because``: why Kueue has not admitted the Job (``admission.reason`` of its Workload), if known.
 
     ``seen_running``: the operator saw this attempt's container running before. The Job controller deletes
     the pods of a Job past its deadline, and then nothing in the Job tells a program that overran from a
@@ -227,10 +233,11 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
         return Observation('missing', "no Job")
     pod = latest_pod(pods)
     phase = pod.get('status', {}).get('phase') if pod is not None else None
-    if job.get('spec', {}).get('suspend') and condition(job, 'Complete') is None and phase != 'Succeeded':
+    if admission.suspended(job) and phase != 'Succeeded':
         # Kueue suspended the Job (not admitted yet, or preempted): a pod it ended is not the node's outcome,
         # and the same Job runs again once admitted.
-        return Observation('pending', "queued: the Job is suspended, waiting for admission (Kueue)")
+        why = waits_because or admission.UNKNOWN
+        return Observation('pending', f"queued, waiting for admission (Kueue): {why}", queued=True)
     if pod is not None and phase in ('Succeeded', 'Failed'):
         return _finished_pod(job, pod, seen_running)
     if _deadline_exceeded(job):

@@ -31,8 +31,8 @@ from experiment_runtime import parse_result
 from experiment_runtime.pod import ARTIFACTS
 from kubescientist.adapters import metrics, results
 from kubescientist.adapters.driving import Step
-from kubescientist.adapters.kube import (manifests, naming, node_environment, outcomes, persistence, queueing,
-                                        statuses)
+from kubescientist.adapters.kube import (admission, manifests, naming, node_environment, outcomes, persistence,
+                                        queueing, statuses)
 from kubescientist.adapters.kube.clients import ApiError, Kube
 from kubescientist.adapters.kube.config import Settings
 from kubescientist.adapters.kube.papers import Papers
@@ -84,6 +84,8 @@ class Pass:
     """Names of the ExperimentNodes the operator's index holds (empty: no index was given)."""
     reacted: bool = False
     """Whether this pass already measured its reaction latency (at its first Job)."""
+    queued: list[str | None] = dataclasses.field(default_factory=list)
+    """For each node whose Job waits for admission (Kueue): why, in Kueue's words (None: not said yet)."""
 
 
 class Reconciler:
@@ -100,6 +102,8 @@ class Reconciler:
         self.writer = concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix='write')
         """Makes a pass's independent API writes (node statuses, Events) at once rather than one after another."""
         self.runs: dict[tuple[str, str], RunState] = {}
+        self.workloads_unreadable: set[str] = set()
+        """Namespaces whose Kueue Workloads could not be listed (said once in the log, not every pass)."""
 
     def forget(self, namespace: str, name: str) -> None:
         state = self.runs.pop((namespace, name), None)
@@ -159,7 +163,8 @@ class Reconciler:
                                 review=state.review, start_time=state.start_time,
                                 stalled='; '.join(step.stalled) or None,
                                 llm=state.agent.accounts() if state.agent is not None else None,
-                                llm_stopped=state.llm_stopped, gate=statuses.gate_text(state.engine))
+                                llm_stopped=state.llm_stopped, gate=statuses.gate_text(state.engine),
+                                waiting=admission.waiting(step.queued))
         self._write_run_status(run, view, previous, generation, now)
         phase, _ = statuses.run_phase(view)
         self._observe(namespace, name, state, phase, now)
@@ -214,13 +219,20 @@ class Reconciler:
         """The outcomes of running nodes whose attempt ended, from their Jobs and pods (or their status)."""
         name = run['metadata']['name']
         finished: list[tuple[str, Outcome]] = []
-        for node in [n for n in state.journal.unfinished() if n.status == 'running']:
+        running = [n for n in state.journal.unfinished() if n.status == 'running']
+        current = {n.id: step.jobs.get(naming.job_name(name, n.id, n.attempts)) for n in running}
+        reasons = self._admission_reasons(run['metadata']['namespace'], [j for j in current.values() if j])
+        for node in running:
             attempt = node.attempts
             job_name = naming.job_name(name, node.id, attempt)
             node_name = naming.node_name(name, node.id)
             seen = state.written.get(node_name) or step.nodes.get(node_name, {}).get('status') or {}
             seen_running = bool(seen.get('startTime')) and seen.get('attempts') == attempt
-            observation = outcomes.observe(step.jobs.get(job_name), step.pods.get(job_name, []), seen_running)
+            job = current[node.id]
+            why = reasons.get(str(job['metadata'].get('uid'))) if job is not None else None
+            observation = outcomes.observe(job, step.pods.get(job_name, []), seen_running, why)
+            if observation.queued:
+                step.queued.append(why)
             artifacts = state.store.uri(state.store.node_key(node.id, attempt))
             step.views[node.id] = statuses.NodeView(job_name=job_name, observation=observation,
                                                     artifacts_uri=artifacts, started_at=observation.started_at)
@@ -243,6 +255,27 @@ class Reconciler:
                 finished.append((node.id, outcome))
                 step.views.pop(node.id, None)
         return finished
+
+    def _admission_reasons(self, namespace: str, jobs: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        """Job uid -> why Kueue has not admitted it, for those of ``jobs`` that wait for admission.
+
+        One list call, and only when some Job waits: the Workloads of exactly those Jobs (by Kueue's uid label).
+        Without Kueue's API (not installed, not granted) the nodes wait with a generic message.
+        """
+        query = admission.selector(str(j['metadata']['uid']) for j in jobs
+                                   if admission.suspended(j) and j['metadata'].get('uid'))
+        if query is None:
+            return {}
+        try:
+            workloads = self.kube.list(*admission.WORKLOADS, namespace, query)
+        except ApiError as err:
+            if namespace not in self.workloads_unreadable:
+                self.workloads_unreadable.add(namespace)
+                log.warning("namespace %s: cannot list Kueue Workloads (%s); queued nodes wait without Kueue's "
+                            "reason", namespace, err)
+            return {}
+        self.workloads_unreadable.discard(namespace)
+        return admission.reasons_by_job(workloads)
 
     def _result(self, state: RunState, node: Node, attempt: int, observation: outcomes.Observation,
                 where: Details) -> Outcome:
