@@ -235,6 +235,18 @@ def test_a_higher_priority_run_preempts_an_exploratory_node_which_runs_again(
             return False
 
         cluster.wait_for("Kueue to preempt a low-priority workload", preempted, 120)
+        low: dict[str, Any] = {}
+
+        def low_waits() -> bool:
+            low.update(get(cluster, "researchrun", namespace, "low").get("status") or {})
+            condition = next((c for c in low.get("conditions") or () if c["type"] == "Queued"), {})
+            return condition.get("status") == "True" and (low.get("nodes") or {}).get("waitingForAdmission", 0) >= 1
+
+        # The preempted node waits to be admitted again, and its run says so in Kueue's words.
+        cluster.wait_for("the low run to count its preempted node as waiting for admission", low_waits, 60)
+        why = next(c for c in low["conditions"] if c["type"] == "Queued")["message"]
+        assert "Preempted" in why or KUEUE_NO_QUOTA in why, why
+        say(f"[e2e kueue] preempted run's status: {low['nodes']['waitingForAdmission']} waiting: {why!r}")
         deadline = time.monotonic() + 420
         phases: dict[str, str] = {}
         while time.monotonic() < deadline:
