@@ -28,7 +28,7 @@ from experiment_runtime import load_template, prepare_workdir
 from kubescientist.adapters import results
 from kubescientist.adapters.driving import Driver, Step
 from kubescientist.adapters.llm import llm_enabled, template_code
-from kubescientist.adapters.local.agent import LocalAgent
+from kubescientist.adapters.local.agent import LocalAgent, resolve_idea
 from kubescientist.adapters.local.environment import RequirementsError, node_args
 from kubescientist.adapters.local.executors import Executors, RunnerBusy
 from kubescientist.adapters.local.files import read_json, write_json
@@ -97,6 +97,10 @@ class LocalRunner:
             self.template_root = self._resolve_template(run, manifest)
             self.elapsed_before = 0.0
             journal = Journal()
+        try:  # checked offline too: the CRD promises that a run with an unknown idea fails at start
+            idea = resolve_idea(run.spec, manifest.parent)
+        except AgentError as exc:
+            raise RunError(f"{manifest}: {exc}") from None
         self.run = run
         self.spec = run.spec
         self.space = SearchSpace()
@@ -115,7 +119,7 @@ class LocalRunner:
         if llm_enabled(run.spec):
             try:
                 code = template_code(self.template_root, self.space) if self.template_root else None
-                self.agent = LocalAgent(run.spec, manifest.parent, self.run_dir, code, resume=resume)
+                self.agent = LocalAgent(run.spec, idea, self.run_dir, code, resume=resume)
             except AgentError as exc:
                 raise RunError(f"spec.llm: {exc}") from None
         # With an LLM, it judges each stage's best (and whether a stage met its goal early).
