@@ -4,6 +4,7 @@ A program writes `<out_dir>/metrics.json` (schema id "kubescientist.io/metrics/v
 
     {
       "schema": "kubescientist.io/metrics/v1",           # optional
+      "notes": ["..."],                                   # optional: what reading final_info.json skipped
       "datasets": {                                       # required, at least one dataset
         "<dataset>": {                                    # at least one metric each
           "<metric>": {

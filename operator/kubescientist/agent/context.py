@@ -83,6 +83,8 @@ class TemplateCode:
     """Its declared hyperparameters, variants and ablations."""
     kind: str = "native"
     """``native`` (``--config`` passed) or ``v1`` (``--out_dir`` only, config in the environment)."""
+    args: tuple[str, ...] = ()
+    """Extra command-line arguments the program is run with (the template's and the run's)."""
 
     @property
     def code(self) -> str:

@@ -142,7 +142,8 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
     agent = None
     if llm.llm_enabled(spec):
         try:
-            code = template_code(template.root, template.space) if template.template is not None else None
+            code = template_code(template.root, template.space, spec.template.args if spec.template else ()) \
+                if template.template is not None else None
             agent = llm.build(run, spec, kube, store, idea, code)
         except llm.AgentProblem as err:
             template.close()

@@ -114,11 +114,14 @@ class LocalRunner:
             self.node_args = node_args(run.spec, self.template_root, manifest.parent)
         except RequirementsError as exc:
             raise RunError(f"configuration error: {exc}") from None
+        # '=' joins each to its flag: an argument that itself starts with '--' must not read as an option.
+        self.node_args += [f"--program-arg={arg}" for arg in (run.spec.template.args if run.spec.template else ())]
         self.proposer = OfflineProposer(self.space, run.spec.seed)
         self.agent: LocalAgent | None = None
         if llm_enabled(run.spec):
             try:
-                code = template_code(self.template_root, self.space) if self.template_root else None
+                code = template_code(self.template_root, self.space, self.spec.template.args if self.spec.template
+                                     else ()) if self.template_root else None
                 self.agent = LocalAgent(run.spec, idea, self.run_dir, code, resume=resume)
             except AgentError as exc:
                 raise RunError(f"spec.llm: {exc}") from None
