@@ -158,9 +158,10 @@ def load_template(root: Path) -> Template:
     return template
 
 
-def check_size(root: Path, limit: int = MAX_TEMPLATE_BYTES) -> None:
+def check_size(root: Path, limit: int | None = None) -> None:
     """Raises TemplateError, naming the largest files, when the folder's files (links not followed) hold
-    more than `limit` bytes."""
+    more than `limit` bytes (MAX_TEMPLATE_BYTES by default)."""
+    limit = MAX_TEMPLATE_BYTES if limit is None else limit
     sizes: list[tuple[int, str]] = []
     for current, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in _NOT_CODE]
@@ -180,7 +181,7 @@ def check_size(root: Path, limit: int = MAX_TEMPLATE_BYTES) -> None:
 
 
 def _mib(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MiB"
+    return f"{size / (1024 * 1024):.1f} MiB" if size >= 1024 * 1024 else f"{size} bytes"
 
 
 def command_for(template: Template, out_dir: Path, config_path: Path, python: str = sys.executable,

@@ -58,3 +58,17 @@ def test_unknown_idea_name_in_an_ideas_file_fails_before_any_node(tmp_path, writ
     obj["spec"]["idea"]["ideasFile"]["path"] = str(tmp_path / "missing.json")
     result = cli("run", str(write_manifest(obj)), "--workdir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "spec.idea.ideasFile.path:" in result.stdout
+
+
+def test_template_too_large_to_travel_names_its_largest_file(tmp_path, write_manifest):
+    template = tmp_path / "heavy"
+    (template / "data").mkdir(parents=True)
+    (template / "experiment.py").write_text((V1_TEMPLATE / "experiment.py").read_text())
+    with open(template / "data" / "big.bin", "wb") as sparse:  # 65 MiB that take no disk space
+        sparse.truncate(65 * 1024 * 1024)
+    path = write_manifest(manifest("heavy", template, metric="r2", budgets=(1, 1, 1, 1), seeds=0))
+    result = cli("run", str(path), "--workdir", str(tmp_path / "runs"))
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 2, said
+    assert "spec.template.path:" in said and "over the 64.0 MiB" in said and "data/big.bin (65.0 MiB)" in said
+    assert not (tmp_path / "runs" / "heavy").exists()

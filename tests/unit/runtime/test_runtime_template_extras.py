@@ -106,6 +106,6 @@ def test_a_template_over_the_size_limit_names_its_largest_files(tmp_path: Path) 
     with pytest.raises(TemplateError) as caught:
         check_size(code, limit=4000)
     said = str(caught.value)
-    assert said.startswith(f"{code}: holds 0.0 MiB of files, over the 0.0 MiB that may travel with a template")
-    assert "the largest: data/big.npy (0.0 MiB), data/small.csv (0.0 MiB), experiment.py" in said
+    assert said.startswith(f"{code}: holds 4512 bytes of files, over the 4000 bytes that may travel with a template")
+    assert "the largest: data/big.npy (3000 bytes), data/small.csv (1500 bytes), experiment.py (12 bytes)" in said
     assert "spec.datasets" in said
