@@ -58,3 +58,15 @@ def test_v1_template_with_data_files_args_and_nested_means(tmp_path, write_manif
     assert {k: v["final"] for k, v in metrics["datasets"]["toy"].items()} == {"layer_0.fit": 2.0, "losses": 0.375}
     assert metrics["notes"] == ['toy.means.device: skipped ("cpu", not a number)']
     assert load(run_dir / "summary.json")["phase"] == "succeeded"
+
+
+def test_a_seed_idea_of_the_template_is_a_runs_idea_offline(tmp_path, write_manifest):
+    # seed_ideas.json is an ideas file as it is: the run takes one of its ideas without any model.
+    spec = manifest("v1seed", V1_TEMPLATE, metric="r2", budgets=(1, 1, 1, 1), seeds=0,
+                    idea={"ideasFile": {"path": str(V1_TEMPLATE / "seed_ideas.json"), "name": "momentum"}},
+                    writeup={"enabled": False}, review={"enabled": False})
+    result = cli("run", str(write_manifest(spec)), "--workdir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    idea = load(tmp_path / "runs" / "v1seed" / "idea.json")
+    assert idea["name"] == "momentum" and idea["title"].startswith("Does Heavy-Ball Momentum Speed Up")
+    assert idea["experiments"][0].startswith("Add heavy-ball momentum")

@@ -133,6 +133,10 @@ class LocalRunner:
         if not resume:
             self.run_dir.root.mkdir(parents=True, exist_ok=True)
             self.run_dir.manifest.write_text(yaml.safe_dump(valid, sort_keys=False))
+            if run.spec.idea.inline is None:  # the paper's title and framing, offline too
+                write_json(self.run_dir.idea, {
+                    "name": idea.name, "title": idea.title, "hypothesis": idea.hypothesis,
+                    "description": idea.description or idea.abstract, "experiments": list(idea.experiments)})
         self.sandbox_warning = self._probe_sandbox()
         try:  # one runner per run; what a crashed runner left running is stopped before any node runs again
             self.executors = Executors.claim(self.run_dir.root)
