@@ -448,11 +448,14 @@ def _topic_of(path: pathlib.Path) -> tuple[Topic, list[dict[str, Any]], pathlib.
     except TemplateError as exc:
         raise AgentError(f"TOPIC: {exc} (give a markdown topic file, or a template folder)") from None
     prompt = template.prompt if template.kind == "v1" else {"task_description": template.description}
+    if template.kind == "native" and not template.description.strip():
+        raise AgentError(f"{path / 'kubescientist.yaml'}: description: needed to generate ideas from the template "
+                         "(what the experiment does and what to explore)")
     if template.kind == "v1" and prompt is None:
         raise AgentError(f"{path}: no prompt.json: an AI Scientist v1 template needs one to generate ideas from "
                          '({"system": ..., "task_description": ...})')
     code = (path / template.entrypoint).read_text(errors="replace")
-    return topic_from_template(path.name, prompt, code), [dict(i) for i in template.seed_ideas], \
+    return topic_from_template(template.name, prompt, code), [dict(i) for i in template.seed_ideas], \
         path.parent / f"{path.name}.ideas.json"
 
 

@@ -43,3 +43,13 @@ def test_a_topic_without_a_model_or_a_folder_that_is_no_template_is_refused(tmp_
     (bare / "experiment.py").write_text("print('hi')\n")
     code, said = ideas(str(bare), "--model", "m")
     assert code == EXIT_BAD_INPUT and "no prompt.json" in said
+
+
+def test_a_native_template_needs_a_description(tmp_path: pathlib.Path) -> None:
+    native = tmp_path / "native"
+    native.mkdir()
+    (native / "train.py").write_text("print('hi')\n")
+    (native / "kubescientist.yaml").write_text("apiVersion: kubescientist.io/v1alpha1\nkind: ExperimentTemplate\n"
+                                               "name: toy\nentrypoint: train.py\n")
+    code, said = ideas(str(native), "--model", "m")
+    assert code == EXIT_BAD_INPUT and "kubescientist.yaml: description: needed" in " ".join(said.split())
