@@ -240,7 +240,8 @@ def run_pod(args: argparse.Namespace) -> int:
             return _misconfigured(termination_log, requirements.message(absent))
         limits = Limits(deadline_seconds=args.deadline, drop_privileges=not args.keep_root)
         result = run_node(code, work / "node", config, limits, env=dict(v.split("=", 1) for v in args.env),
-                          datasets=tuple(Bind(Path(p), Path(p)) for p in args.dataset))
+                          datasets=tuple(Bind(Path(p), Path(p)) for p in args.dataset),
+                          program_args=tuple(args.program_arg))
     except (TransferError, OSError, ValueError, SandboxError) as err:
         message = f"cannot run node: {err}"
         print(message, file=sys.stderr)
@@ -279,6 +280,9 @@ def add_parser(commands: Any) -> None:
                      help="an environment variable of the program (spec.runtime.env); repeatable")
     pod.add_argument("--dataset", action="append", default=[], metavar="PATH",
                      help="a read-only dataset mount the program sees at the same path; repeatable")
+    pod.add_argument("--program-arg", action="append", default=[], metavar="ARG",
+                     help="an extra argument of the program (spec.template.args; write --program-arg=--flag); "
+                          "repeatable")
     pod.add_argument("--requirement", action="append", default=[], metavar="REQ",
                      help="a Python requirement the image must hold (spec.runtime.requirements); repeatable")
     pod.add_argument("--keep-root", action="store_true", default=os.environ.get(KEEP_ROOT_ENV) == "1",

@@ -63,6 +63,10 @@ def _dataset_outside_mnt(m: dict[str, Any]) -> None:
     m["spec"]["datasets"] = [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}, "mountPath": "/mnt/a/../etc"}]
 
 
+def _program_args_setting_out_dir(m: dict[str, Any]) -> None:
+    m["spec"]["template"]["args"] = ["--device", "cpu", "--out_dir=/tmp"]
+
+
 def _stages_out_of_order(m: dict[str, Any]) -> None:
     stages = m["spec"]["stages"]
     stages[1], stages[2] = stages[2], stages[1]
@@ -77,8 +81,10 @@ def _stages_out_of_order(m: dict[str, Any]) -> None:
          "stages must be named initial, tuning, research, ablation, in this order"),
         (_secret_variable, "spec.runtime.env[0].name", "looks like a secret"),
         (_dataset_outside_mnt, "spec.datasets[0].mountPath", "mountPath must not contain . or .. segments"),
+        (_program_args_setting_out_dir, "spec.template.args",
+         "template.args must not set --out_dir or --config; the runner sets them"),
     ],
-    ids=["maxNodes-0", "two-idea-sources", "stage-order", "secret-env", "dataset-dotdot"],
+    ids=["maxNodes-0", "two-idea-sources", "stage-order", "secret-env", "dataset-dotdot", "args-out-dir"],
 )
 def test_invalid_researchrun_is_refused_naming_the_field(
     cluster: Cluster, kubescientist_crds: list[str], namespace: str,

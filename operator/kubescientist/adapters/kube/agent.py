@@ -78,8 +78,13 @@ def resolve_idea(run: Mapping[str, Any], spec: RunSpec, kube: Kube) -> Idea:
         if not isinstance(entry, dict):
             raise AgentProblem(f"spec.idea.configMapRef: ConfigMap {name} key {key} must hold one JSON object")
         return Idea.from_entry(entry)
-    raise AgentProblem("spec.idea: in a cluster use spec.idea.inline or spec.idea.configMapRef "
-                       "(ideasFile is for local runs)")
+    if spec.idea.ideas_file is not None:
+        path, name = spec.idea.ideas_file
+        raise AgentProblem(f"spec.idea.ideasFile: the operator cannot read {path} (idea {name!r}) on the machine "
+                           "that wrote the manifest: ideasFile is for local runs; in a cluster put that entry in a "
+                           "ConfigMap (kubectl create configmap <name> --from-file=idea.json=<one entry as JSON>) "
+                           "and use spec.idea.configMapRef, or write it in spec.idea.inline")
+    raise AgentProblem("spec.idea: in a cluster use spec.idea.inline or spec.idea.configMapRef")
 
 
 def client_env(key: str | None) -> dict[str, str]:

@@ -125,15 +125,13 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
         saved = None  # a new run, or an older run of the same name: start afresh
     journal_store = S3JournalStore(store, uid)
     journal = (journal_store.load() if saved else None) or Journal()
-    idea = None
-    if llm.llm_enabled(spec):
-        try:
-            idea = llm.resolve_idea(run, spec, kube)
-        except llm.AgentProblem as err:
-            raise Stalled(str(err)) from None
+    try:  # offline too: a run whose idea cannot be found must not start (the CRD says so)
+        idea = llm.resolve_idea(run, spec, kube)
+    except llm.AgentProblem as err:
+        raise Stalled(str(err)) from None
     if saved and saved.get('template'):
         template = reload_template(store, saved['template'])
-    elif spec.template is None and idea is not None:
+    elif spec.template is None and llm.llm_enabled(spec):
         template = template_free(idea.title)
     elif spec.template is None:
         raise TemplateProblem("spec.template: absent, so the run is template-free and needs an LLM to write code; "
@@ -142,9 +140,10 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
         template = materialise(spec.template, store, lambda cm: kube.get('v1', 'configmaps', namespace, cm),
                                lambda bucket, key: store.get(key, bucket))
     agent = None
-    if idea is not None:
+    if llm.llm_enabled(spec):
         try:
-            code = template_code(template.root, template.space) if template.template is not None else None
+            code = template_code(template.root, template.space, spec.template.args if spec.template else ()) \
+                if template.template is not None else None
             agent = llm.build(run, spec, kube, store, idea, code)
         except llm.AgentProblem as err:
             template.close()
