@@ -34,6 +34,8 @@ State = Literal['missing', 'pending', 'running', 'finished']
 RawObject = Mapping[str, Any]
 LOST_MESSAGE = "pod of the completed Job is gone; its termination message is lost"
 """The reason of an attempt whose result must come from its uploaded result.json, if there is one."""
+WAITING_FOR_POD = "waiting for the Job controller to create the pod"
+"""A Job without a pod yet, also as soon as it is created (one status write fewer per node)."""
 
 IMAGE_PROBLEMS = frozenset({'ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull',
                             'RegistryUnavailable'})
@@ -252,7 +254,7 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
         return Observation('finished', "Job complete but its pod is gone: the result is lost",
                            infrastructure(LOST_MESSAGE, Details(job=job['metadata']['name'])))
     if pod is None:
-        return Observation('pending', "waiting for the Job controller to create the pod")
+        return Observation('pending', WAITING_FOR_POD)
     return _waiting_pod(pod)
 
 

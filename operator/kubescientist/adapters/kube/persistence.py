@@ -71,6 +71,11 @@ class RunState:
     """Jobs given their TTL by this process (the watch shows it a moment later)."""
     settled: dict[str, int] = dataclasses.field(default_factory=dict)
     """ExperimentNode name -> the run generation its final status was written for: not looked at again."""
+    unseen_jobs: dict[str, tuple[dict[str, Any], datetime.datetime]] = dataclasses.field(default_factory=dict)
+    """Jobs this process created that the watch had not delivered yet (and when): a pass soon after their
+    creation sees them, rather than creating them again."""
+    run_status: dict[str, Any] | None = None
+    """The run status this process last wrote (or is writing): what the next pass compares with."""
     events_seen: int = 0
     """Journal events already turned into Kubernetes Events."""
     records: bool = False
