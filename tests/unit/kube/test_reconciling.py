@@ -416,8 +416,7 @@ def test_a_settled_node_deleted_by_hand_is_created_again() -> None:
     reconciler = operator(cluster)
     drive(cluster, reconciler)
     del cluster.kube.objects[(naming.NODES, "ns", "demo-n0000")]
-    reconcile(reconciler, cluster)
-    reconcile(reconciler, cluster)
+    reconcile(reconciler, cluster)  # the pass its deletion wakes: no second pass (or resync) needed
     again = cluster.kube.of(naming.NODES)["demo-n0000"]
     assert again["status"]["phase"] == "Succeeded"
 

@@ -84,8 +84,6 @@ class Pass:
     """What the driver decided: nodes finished, nodes started."""
     finished_seen: list[float] = dataclasses.field(default_factory=list)
     """When the watch first showed each folded pod finished (epoch seconds), where it says."""
-    indexed: frozenset[str] = frozenset()
-    """Names of the ExperimentNodes the operator's index holds (empty: no index was given)."""
     queued: list[str | None] = dataclasses.field(default_factory=list)
     """For each node whose Job waits for admission (Kueue): why, in Kueue's words (None: not said yet)."""
 
@@ -198,9 +196,14 @@ class Reconciler:
             pods.setdefault((pod['metadata'].get('labels') or {}).get(JOB_NAME_LABEL, ''), []).append(dict(pod))
         nodes = {n['name']: n for n in indexed}
         names = frozenset(nodes)
+        for vanished in [n for n in state.settled if names and n not in names]:
+            # Deleted by hand (the index lost it): this pass creates it again from the journal.
+            log.warning("ExperimentNode %s/%s vanished; it will be created again", namespace, vanished)
+            for kept in (state.settled, state.node_uids, state.written):
+                kept.pop(vanished, None)
         for name_, uid in list(state.node_uids.items()):
             nodes.setdefault(name_, {'name': name_, 'uid': uid, 'status': state.written.get(name_, {})})
-        return Pass(jobs=jobs, pods=pods, nodes=nodes, indexed=names)
+        return Pass(jobs=jobs, pods=pods, nodes=nodes)
 
     def _save(self, state: RunState, step: Pass) -> None:
         """Write-ahead: what the driver decided is saved before any object it implies is created."""
@@ -425,13 +428,7 @@ class Reconciler:
         for node in state.journal.nodes.values():
             node_name = naming.node_name(name, node.id)
             if state.settled.get(node_name) == generation:
-                if node_name in step.indexed or not step.indexed:
-                    continue  # finished, and its final status is written: nothing can change it now
-                # Deleted by hand (the index lost it): created again from the journal by the next pass.
-                log.warning("ExperimentNode %s/%s vanished; it will be created again", namespace, node_name)
-                for kept in (state.settled, state.node_uids, state.written):
-                    kept.pop(node_name, None)
-                continue
+                continue  # finished, and its final status is written: nothing can change it now
             previous = state.written.get(node_name) or dict(step.nodes.get(node_name, {}).get('status') or {})
             view = step.views.get(node.id) or finished_view(node, naming.job_name(name, node.id, node.attempts))
             desired = statuses.node_status(node, view, previous, generation, persistence.rfc3339(now), state.spec.suspend)
