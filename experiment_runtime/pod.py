@@ -238,7 +238,8 @@ def run_pod(args: argparse.Namespace) -> int:
         absent = requirements.missing(requirements.read(code) + list(args.requirement))
         if absent:
             return _misconfigured(termination_log, requirements.message(absent))
-        limits = Limits(deadline_seconds=args.deadline, drop_privileges=not args.keep_root)
+        limits = Limits(deadline_seconds=args.deadline, drop_privileges=not args.keep_root,
+                        max_disk_bytes=args.max_disk_bytes, shm_bytes=args.shm_bytes)
         result = run_node(code, work / "node", config, limits, env=dict(v.split("=", 1) for v in args.env),
                           datasets=tuple(Bind(Path(p), Path(p)) for p in args.dataset))
     except (TransferError, OSError, ValueError, SandboxError) as err:
@@ -270,6 +271,10 @@ def add_parser(commands: Any) -> None:
                      help=f"presigned PUT URL of one artefact ({', '.join(ARTIFACTS)}); repeatable")
     pod.add_argument("--put-urls-file", type=Path, default=None, help="JSON {name: url}, merged with --put-url")
     pod.add_argument("--deadline", type=float, default=Limits.deadline_seconds, help="the program's wall-clock seconds")
+    pod.add_argument("--max-disk-bytes", type=int, default=Limits.max_disk_bytes,
+                     help="disk the program may fill, work dir and /tmp (spec.runtime.ephemeralStorage)")
+    pod.add_argument("--shm-bytes", type=int, default=None,
+                     help="size of the program's /dev/shm (spec.runtime.shmSize)")
     pod.add_argument("--work-dir", type=Path, default=env_path(WORK_DIR_ENV, DEFAULT_WORK_DIR),
                      help=f"scratch folder (default ${WORK_DIR_ENV} or {DEFAULT_WORK_DIR})")
     pod.add_argument("--termination-log", type=Path,
