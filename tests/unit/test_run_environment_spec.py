@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kubescientist.adapters.local import environment
+from kubescientist.adapters.local import environment, gpus
 from kubescientist.adapters.local.environment import RequirementsError, prepare, read_requirements
 from kubescientist.adapters.manifest import ManifestError, validate_object
 from kubescientist.core.spec import Dataset, Runtime, run_spec_from_dict
@@ -161,3 +162,21 @@ def test_shm_ephemeral_storage_gpu_selectors_and_config_map_datasets_become_the_
 ])
 def test_bad_storage_and_gpu_selectors_name_the_field(spec: dict[str, Any], message: str) -> None:
     assert message in problems(**spec)
+
+
+def test_gpu_selectors_locally_are_a_notice_never_a_failure() -> None:
+    resources = run_spec_from_dict(run(resources={"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3",
+                                                  "gpuMemory": "80Gi"})["spec"]).resources
+    found = gpus.parse("NVIDIA H100 80GB HBM3, 81559\nNVIDIA A10G, 23028\n")
+    assert found == [gpus.Gpu("NVIDIA-H100-80GB-HBM3", 81559), gpus.Gpu("NVIDIA-A10G", 23028)]
+    assert gpus.notice(dataclasses.replace(resources, gpu_memory="79Gi"), found[:1], None) is None
+    # 80Gi is 81920 MiB, and an 80 GB H100 reports 81559 (as the node label does in a cluster).
+    text = gpus.notice(resources, found[:1], None)
+    assert text is not None and "they have at most 81559 MiB (less than 81920 MiB)" in text
+    text = gpus.notice(resources, found[1:], None)
+    assert text is not None and "its GPUs are NVIDIA-A10G" in text and "at most 23028 MiB (less than 81920" in text
+    text = gpus.notice(resources, [], "nvidia-smi not found")
+    assert text == ("spec.resources gpuType=NVIDIA-H100-80GB-HBM3 and gpuMemory=80Gi select GPU nodes in a cluster; "
+                    "this machine has no GPU (nvidia-smi not found), so they are ignored here and the nodes run "
+                    "without one")
+    assert gpus.notice(run_spec_from_dict(run()["spec"]).resources, [], "nvidia-smi not found") is None
