@@ -63,6 +63,14 @@ def _dataset_outside_mnt(m: dict[str, Any]) -> None:
     m["spec"]["datasets"] = [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}, "mountPath": "/mnt/a/../etc"}]
 
 
+def _gpu_type_without_gpus(m: dict[str, Any]) -> None:
+    m["spec"]["resources"] = {"gpus": 0, "gpuType": "NVIDIA-H100-80GB-HBM3"}
+
+
+def _zero_shm(m: dict[str, Any]) -> None:
+    m["spec"]["runtime"] = {"shmSize": "0"}
+
+
 def _stages_out_of_order(m: dict[str, Any]) -> None:
     stages = m["spec"]["stages"]
     stages[1], stages[2] = stages[2], stages[1]
@@ -77,8 +85,11 @@ def _stages_out_of_order(m: dict[str, Any]) -> None:
          "stages must be named initial, tuning, research, ablation, in this order"),
         (_secret_variable, "spec.runtime.env[0].name", "looks like a secret"),
         (_dataset_outside_mnt, "spec.datasets[0].mountPath", "mountPath must not contain . or .. segments"),
+        (_gpu_type_without_gpus, "spec.resources.gpuType", "needs resources.gpus greater than zero"),
+        (_zero_shm, "spec.runtime.shmSize", "runtime.shmSize must be a positive quantity"),
     ],
-    ids=["maxNodes-0", "two-idea-sources", "stage-order", "secret-env", "dataset-dotdot"],
+    ids=["maxNodes-0", "two-idea-sources", "stage-order", "secret-env", "dataset-dotdot", "gpu-type-without-gpus",
+         "shm-zero"],
 )
 def test_invalid_researchrun_is_refused_naming_the_field(
     cluster: Cluster, kubescientist_crds: list[str], namespace: str,
