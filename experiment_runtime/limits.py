@@ -122,3 +122,9 @@ class Limits:
             # Dropping to uid 0 would leave RLIMIT_NPROC unenforced while looking sandboxed.
             if value < 1:
                 raise ValueError(f"{name}: must be an unprivileged id (>= 1), got {value}")
+
+
+def max_file_bytes_for(max_disk_bytes: int) -> int:
+    """The file size limit that goes with a disk quota given by the run: no smaller than the quota, so that a
+    run given more disk may also write files as large (a dataset cache, a checkpoint) past the default 1 GiB."""
+    return max(Limits.max_file_bytes, max_disk_bytes)

@@ -92,8 +92,9 @@ def run_node(
     after a successful experiment (`experiment_runtime.plotting`).
 
     The program works in a scratch space of its own (a tmpfs where root) holding its work dir, /tmp and
-    /dev/shm under one quota (or /dev/shm apart, a tmpfs of `limits.shm_bytes`); when it ends, the work dir is copied to `code/` (without following links,
-    up to `limits.max_kept_bytes`) and the scratch space is freed, whatever became of the program.
+    /dev/shm under one quota (or /dev/shm apart, a tmpfs of `limits.shm_bytes`); when it ends, the work dir
+    is copied to `code/` (without following links, up to `limits.max_kept_bytes`) and the scratch space is
+    freed, whatever became of the program.
     """
     started = time.monotonic()
     started_at = _now()

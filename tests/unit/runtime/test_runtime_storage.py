@@ -64,7 +64,9 @@ def test_ephemeral_storage_of_the_spec_is_the_nodes_disk_quota(work_root: Path, 
     assert default["status"] == "succeeded", default["buggy_reason"]
 
     args = storage_args(_spec(ephemeralStorage="16Mi"))
-    assert args == ["--max-disk-bytes", str(16 * MIB)]
+    assert args == ["--max-disk-bytes", str(16 * MIB), "--max-file-bytes", str(1024 * MIB)]
+    # More disk than the default 1 GiB file size limit allows files as large.
+    assert storage_args(_spec(ephemeralStorage="20Gi"))[2:] == ["--max-file-bytes", str(20 * 1024 * MIB)]
     small = _run_cli(work_root, "small", python, body, args, capsys)
     assert small["status"] == "killed"
     assert small["buggy_reason"] == f"wrote more than {16 * MIB} bytes to disk (work dir, /tmp and /dev/shm)"

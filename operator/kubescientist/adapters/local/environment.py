@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from experiment_runtime.limits import max_file_bytes_for
 from kubescientist.adapters.local import gpus
 from kubescientist.core.quantity import parse_quantity
 from kubescientist.core.spec import RunSpec
@@ -176,11 +177,13 @@ def node_args(spec: RunSpec, template_root: pathlib.Path | None, manifest_dir: p
 
 
 def storage_args(spec: RunSpec) -> list[str]:
-    """``spec.runtime.ephemeralStorage`` as the node's disk quota (its scratch size) and ``shmSize`` as the size
-    of its own /dev/shm; none when absent (the runtime's defaults: 2 GiB, /dev/shm inside it)."""
+    """``spec.runtime.ephemeralStorage`` as the node's disk quota (its scratch size, and a file size limit no
+    smaller, as in a pod) and ``shmSize`` as the size of its own /dev/shm; none when absent (the runtime's
+    defaults: 2 GiB, /dev/shm inside it)."""
     runtime, args = spec.runtime, []
     if runtime.ephemeral_storage is not None:
-        args += ["--max-disk-bytes", str(int(parse_quantity(runtime.ephemeral_storage)))]
+        disk = int(parse_quantity(runtime.ephemeral_storage))
+        args += ["--max-disk-bytes", str(disk), "--max-file-bytes", str(max_file_bytes_for(disk))]
     if runtime.shm_size is not None:
         args += ["--shm-bytes", str(int(parse_quantity(runtime.shm_size)))]
     return args
