@@ -217,6 +217,10 @@ def scrape(port: int) -> dict[str, float]:
             sums[name] += float(value)
         except ValueError:
             continue
+        if name == "kubescientist_kubernetes_api_writes_total":
+            verb = name_labels.split('verb="', 1)[1].split('"', 1)[0]
+            resource = name_labels.split('resource="', 1)[1].split('"', 1)[0]
+            sums[f"writes {verb} {resource}"] += float(value)
         if name == "kubescientist_reconcile_duration_seconds_bucket" and 'result="ok"' in name_labels:
             le = name_labels.split('le="', 1)[1].split('"', 1)[0]
             sums[f"reconcile_le_{le}"] += float(value)
@@ -349,7 +353,9 @@ def main() -> None:
               f"MiB), {rss_total / 2**20:.0f} MiB with {nodes + padding}")
         print(f"operator CPU: {cpu.user + cpu.system:.1f} s ({(cpu.user + cpu.system) / max(nodes, 1) * 1000:.0f} ms "
               f"per node)")
-        print(f"API writes per node: {writes / max(nodes, 1):.2f} ({writes:.0f} writes, by the operator's count)")
+        print(f"API writes per node: {writes / max(nodes, 1):.2f} ({writes:.0f} writes, by the operator's count): "
+              + ", ".join(f"{key.removeprefix('writes ')} {value / max(nodes, 1):.2f}"
+                          for key, value in sorted(metrics.items()) if key.startswith("writes ")))
     finally:
         if kubelet is not None:
             kubelet.stop()

@@ -5,7 +5,8 @@
         [--deadline SECONDS] [--memory BYTES] [--max-file-bytes BYTES] [--max-processes N] \\
         [--max-output-bytes BYTES] [--max-disk-bytes BYTES] [--shm-bytes BYTES] [--kill-grace SECONDS] \\
         [--sandbox-uid UID] [--sandbox-gid GID] [--keep-root] [--python PATH] \\
-        [--cpus N] [--network] [--hide DIR ...] [--dataset SOURCE:TARGET ...] [--env NAME=VALUE ...]
+        [--cpus N] [--network] [--hide DIR ...] [--dataset SOURCE:TARGET ...] [--env NAME=VALUE ...] \\
+        [--program-arg=ARG ...]
 
 Prints the node's result (result.json) on stdout and exits 0 whatever the program did: a buggy
 node is a result, and the record says so. Exits 1 when the node could not be run at all. Either
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(config, dict):
             raise ValueError(f"{args.config}: must be a JSON object")
         result = run_node(Path(args.code), Path(args.node_dir), config, limits, python=args.python,
-                          hidden=tuple(Path(p) for p in args.hide), datasets=tuple(args.dataset), env=dict(args.env))
+                          hidden=tuple(Path(p) for p in args.hide), datasets=tuple(args.dataset), env=dict(args.env),
+                          program_args=tuple(args.program_arg))
     except (OSError, ValueError, SandboxError) as err:
         message = f"cannot run node: {err}"
         print(message, file=sys.stderr)
@@ -153,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="a folder the program sees read-only at TARGET; repeatable")
     run.add_argument("--env", action="append", default=[], type=_variable, metavar="NAME=VALUE",
                      help="an environment variable of the program; repeatable")
+    run.add_argument("--program-arg", action="append", default=[], metavar="ARG",
+                     help="an extra argument of the program, after its own (write --program-arg=--flag); repeatable")
     run.add_argument("--termination-log", type=Path, default=TERMINATION_LOG, help=argparse.SUPPRESS)
     pod.add_parser(commands)
     datasets.add_parser(commands)

@@ -4,6 +4,7 @@ A program writes `<out_dir>/metrics.json` (schema id "kubescientist.io/metrics/v
 
     {
       "schema": "kubescientist.io/metrics/v1",           # optional
+      "notes": ["..."],                                   # optional: what reading final_info.json skipped
       "datasets": {                                       # required, at least one dataset
         "<dataset>": {                                    # at least one metric each
           "<metric>": {
@@ -27,7 +28,21 @@ An AI Scientist v1 program writes `<out_dir>/final_info.json` instead::
 
 which is accepted when metrics.json is absent: final = best = the mean, direction unknown, and the
 stderr taken from `stderrs[<metric>]`, or from `stderrs[<name>_stderr]` for a metric `<name>_mean`
-(the v1 templates' naming). Other keys of a v1 dataset entry (e.g. "final_info_dict") are ignored.
+(the v1 templates' naming). v1 programs write more shapes than that, and they are read, not refused:
+
+- Nested objects in `means` are flattened into dotted names: {"layer_0": {"acc": 0.9}} gives the
+  metric `layer_0.acc` (its stderr looked up the same way, in the same nesting of `stderrs`, or as a
+  flat dotted key).
+- A list of numbers in `means` is read as repeated measurements of one quantity (the slot holds
+  averages, so a list there is values the program left unaveraged): the metric is their mean. No
+  stderr is derived from it: the values may be steps of a curve rather than independent repeats.
+- A dataset entry without `means` but with `final_info_dict` (v1's per-seed values,
+  {"final_val_acc": [0.97, 0.99]}) takes its metrics from there: each list's mean, with the stderr
+  of that mean (sample standard deviation / sqrt(n), for n >= 2), since v1 defines those lists as one
+  value per seed. Alongside `means`, `final_info_dict` is ignored.
+- Leaves that are not finite numbers (strings, booleans, null, NaN, empty lists, lists holding
+  anything but numbers) are skipped, each with a note in `Metrics.notes` naming its path; a dataset
+  left with no metric at all is an error naming its path.
 
 Every problem raises MetricsError naming the file and the JSON path, e.g.
 `metrics.json: datasets.mod97.val_acc.final: must be a finite number`. `Metrics.to_json()` gives
@@ -43,7 +58,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 SCHEMA = "kubescientist.io/metrics/v1"
 METRICS_FILE = "metrics.json"
@@ -111,15 +126,22 @@ class Metrics:
     source: str
     """The file they came from: "metrics.json" or "final_info.json"."""
 
+    notes: tuple[str, ...] = ()
+    """What was skipped while reading (values of final_info.json that are not numbers), by JSON path."""
+
     def to_json(self) -> dict[str, Any]:
-        """The normalized form: {"schema": ..., "datasets": {dataset: {metric: {final, best, ...}}}}."""
-        return {
+        """The normalized form: {"schema": ..., "datasets": {dataset: {metric: {final, best, ...}}}}, with
+        "notes" (a list of strings) when something was skipped."""
+        out: dict[str, Any] = {
             "schema": SCHEMA,
             "datasets": {
                 dataset: {name: value.to_json() for name, value in metrics.items()}
                 for dataset, metrics in self.datasets.items()
             },
         }
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
 
     def finals(self) -> dict[str, dict[str, float]]:
         """{dataset: {metric: final}}: the bounded summary a node's status carries."""
@@ -144,7 +166,7 @@ def read_metrics(out_dir: Path) -> Metrics:
 def parse_metrics(data: object, source: str = METRICS_FILE) -> Metrics:
     """Validates parsed metrics.json content (or the normalized form) into Metrics."""
     top = _object(data, source, "")
-    _no_unknown_keys(top, ("schema", "datasets"), source, "")
+    _no_unknown_keys(top, ("schema", "datasets", "notes"), source, "")
     if "schema" in top and top["schema"] != SCHEMA:
         raise MetricsError(f"{source}: schema: must be {SCHEMA!r}, got {top['schema']!r}")
     if "datasets" not in top:
@@ -157,29 +179,87 @@ def parse_metrics(data: object, source: str = METRICS_FILE) -> Metrics:
             name: _metric(value, source, f"{path}.{name}")
             for name, value in _object(metrics, source, path, nonempty=True).items()
         }
-    return Metrics(datasets=parsed, source=source)
+    notes = _list(top.get("notes", []), source, "notes")
+    if not all(isinstance(note, str) for note in notes):
+        raise MetricsError(f"{source}: notes: must be a list of strings")
+    return Metrics(datasets=parsed, source=source, notes=tuple(str(note) for note in notes))
 
 
 def from_final_info(data: object, source: str = FINAL_INFO_FILE) -> Metrics:
-    """Converts parsed AI Scientist v1 final_info.json content into Metrics."""
+    """Converts parsed AI Scientist v1 final_info.json content into Metrics (the rules are in the module's
+    docstring: nested means flattened into dotted names, lists averaged, non-numbers skipped with a note)."""
     datasets = _object(data, source, "", nonempty=True)
     parsed: dict[str, dict[str, MetricValue]] = {}
+    notes: list[str] = []
     for dataset, entry in datasets.items():
         fields = _object(entry, source, dataset)
-        if "means" not in fields:
-            raise MetricsError(f"{source}: {dataset}.means: is required")
-        means = _object(fields["means"], source, f"{dataset}.means", nonempty=True)
         stderrs = _object(fields.get("stderrs", {}), source, f"{dataset}.stderrs")
+        noted = len(notes)
+        if "means" in fields:
+            path = f"{dataset}.means"
+            leaves = _leaves(_object(fields["means"], source, path, nonempty=True), path, source, notes)
+            per_seed = False
+        elif "final_info_dict" in fields:
+            path = f"{dataset}.final_info_dict"
+            leaves = _leaves(_object(fields["final_info_dict"], source, path, nonempty=True), path, source, notes)
+            per_seed = True
+        else:
+            raise MetricsError(f"{source}: {dataset}.means: is required (or final_info_dict)")
         metrics: dict[str, MetricValue] = {}
-        for name, mean in means.items():
-            final = _number(mean, source, f"{dataset}.means.{name}")
-            stderr_key = _stderr_key(name, stderrs)
-            stderr = None
-            if stderr_key is not None:
-                stderr = _number(stderrs[stderr_key], source, f"{dataset}.stderrs.{stderr_key}", minimum=0.0)
+        for name, values in leaves.items():
+            final = math.fsum(values) / len(values)
+            stderr = _given_stderr(name, stderrs, source, dataset)
+            if stderr is None and per_seed and len(values) > 1:
+                spread = math.fsum((v - final) ** 2 for v in values) / (len(values) - 1)
+                stderr = math.sqrt(spread / len(values))
             metrics[name] = MetricValue(final=final, best=final, direction=None, stderr=stderr, curve=None)
+        if not metrics:
+            raise MetricsError(f"{source}: {path}: holds no number (skipped: {'; '.join(notes[noted:][:3])})")
         parsed[dataset] = metrics
-    return Metrics(datasets=parsed, source=source)
+    return Metrics(datasets=parsed, source=source, notes=tuple(notes))
+
+
+def _leaves(fields: dict[str, object], path: str, source: str, notes: list[str],
+            prefix: str = "") -> dict[str, list[float]]:
+    """{dotted name: values} of the numbers under `fields`; what is not a number is noted and skipped."""
+    found: dict[str, list[float]] = {}
+    for key, value in fields.items():
+        name, where = f"{prefix}{key}", f"{path}.{key}"
+        if isinstance(value, dict):
+            found.update(_leaves(_object(value, source, where), where, source, notes, f"{name}."))
+        elif isinstance(value, list):
+            if value and all(_finite(v) for v in value):
+                found[name] = [float(v) for v in value]
+            else:
+                notes.append(f"{where}: skipped ({'an empty list' if not value else 'a list not only of numbers'})")
+        elif _finite(value):
+            found[name] = [float(value)]
+        else:
+            notes.append(f"{where}: skipped ({_show(value)}, not a number)")
+    return found
+
+
+def _finite(value: object) -> TypeGuard[int | float]:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _given_stderr(metric: str, stderrs: dict[str, object], source: str, dataset: str) -> float | None:
+    """The stderr `stderrs` gives for a (possibly dotted) metric: nested the same way, or as a flat key."""
+    scope, name = stderrs, metric
+    parts = metric.split(".")
+    for part in parts[:-1]:
+        inner = scope.get(part)
+        if not isinstance(inner, dict):
+            break
+        scope, name = inner, name[len(part) + 1:]
+    key = _stderr_key(name, scope)
+    if key is None:
+        scope, key = stderrs, _stderr_key(metric, stderrs)
+        name = metric
+    if key is None:
+        return None
+    where = metric[: len(metric) - len(name)] + key
+    return _number(scope[key], source, f"{dataset}.stderrs.{where}", minimum=0.0)
 
 
 def _stderr_key(metric: str, stderrs: dict[str, object]) -> str | None:

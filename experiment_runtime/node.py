@@ -80,6 +80,7 @@ _INODE_REASON = "created more than"
 def run_node(
     code_dir: Path, node_dir: Path, config: Mapping[str, Any], limits: Limits, python: str = sys.executable,
     hidden: tuple[Path, ...] = (), datasets: tuple[Bind, ...] = (), env: Mapping[str, str] | None = None,
+    program_args: tuple[str, ...] = (),
 ) -> NodeResult:
     """Runs the template program in `code_dir` with `config` under `limits`, in `node_dir`.
 
@@ -89,7 +90,8 @@ def run_node(
     `python` is the interpreter that runs the program. The program sees neither the node's siblings
     (the other folders of `node_dir`'s parent) nor the folders `hidden` (the run's records). It sees the
     virtualenv of `python`, when it is one, and the `datasets`, read-only, and the variables `env`. A v1 template's plot.py runs
-    after a successful experiment (`experiment_runtime.plotting`).
+    after a successful experiment (`experiment_runtime.plotting`). `program_args` follow the program's
+    own arguments (the run's spec.template.args).
 
     The program works in a scratch space of its own (a tmpfs where root) holding its work dir, /tmp and
     /dev/shm under one quota (or /dev/shm apart, a tmpfs of `limits.shm_bytes`); when it ends, the work dir
@@ -145,7 +147,7 @@ def run_node(
                     return execute(command, work, variables, limits, space=space, work_at=seen_at,
                                    read_only=(config_path,), hidden=(node_dir.resolve().parent, *hidden), binds=binds)
 
-                execution = sandboxed(command_for(template, Path(OUT_DIR), config_path, python))
+                execution = sandboxed(command_for(template, Path(OUT_DIR), config_path, python, program_args))
                 status, reason = _judge(execution, limits)
                 if reason is None:
                     try:

@@ -244,7 +244,8 @@ def run_pod(args: argparse.Namespace) -> int:
             limits = dataclasses.replace(limits, max_disk_bytes=args.max_disk_bytes,
                                          max_file_bytes=max_file_bytes_for(args.max_disk_bytes))
         result = run_node(code, work / "node", config, limits, env=dict(v.split("=", 1) for v in args.env),
-                          datasets=tuple(Bind(Path(p), Path(p)) for p in args.dataset))
+                          datasets=tuple(Bind(Path(p), Path(p)) for p in args.dataset),
+                          program_args=tuple(args.program_arg))
     except (TransferError, OSError, ValueError, SandboxError) as err:
         message = f"cannot run node: {err}"
         print(message, file=sys.stderr)
@@ -288,6 +289,9 @@ def add_parser(commands: Any) -> None:
                      help="an environment variable of the program (spec.runtime.env); repeatable")
     pod.add_argument("--dataset", action="append", default=[], metavar="PATH",
                      help="a read-only dataset mount the program sees at the same path; repeatable")
+    pod.add_argument("--program-arg", action="append", default=[], metavar="ARG",
+                     help="an extra argument of the program (spec.template.args; write --program-arg=--flag); "
+                          "repeatable")
     pod.add_argument("--requirement", action="append", default=[], metavar="REQ",
                      help="a Python requirement the image must hold (spec.runtime.requirements); repeatable")
     pod.add_argument("--keep-root", action="store_true", default=os.environ.get(KEEP_ROOT_ENV) == "1",

@@ -2,21 +2,30 @@
 
 Two kinds are recognised:
 
-- native: the folder has `kubescientist.yaml` (kind ExperimentTemplate), naming its entrypoint and
-  its search space. Run as `python <entrypoint> --out_dir=<out_dir> --config=<config.json>`.
+- native: the folder has `kubescientist.yaml` (kind ExperimentTemplate), naming its entrypoint,
+  its search space and, optionally, extra arguments of its program (`args: [--device, cpu]`). Run as
+  `python <entrypoint> --out_dir=<out_dir> --config=<config.json> <args...>`.
 - v1: an AI Scientist v1 template: `experiment.py` and no manifest, with optional `plot.py`,
   `prompt.json` ({"system", "task_description"}) and `seed_ideas.json` (a list of ideas). Run
   unchanged as `python experiment.py --out_dir=<out_dir>`; it finds its config through the
-  KUBESCIENTIST_CONFIG environment variable if it wants it.
+  KUBESCIENTIST_CONFIG environment variable if it wants it. Having no manifest, it gets extra
+  arguments from the run instead (ResearchRun spec.template.args, passed to `command_for`).
 
 The manifest is validated in full, and every error names the file and the field, e.g.
 `kubescientist.yaml: searchSpace.hyperparameters.lr.low: must be < high`.
+
+Everything in the folder travels with it: data files beside the entrypoint (`data/train.csv`,
+`*.npy`, `input.txt`) are copied into each node's work dir locally and packed into the code tarball
+a node's pod downloads in a cluster, so the program finds them at the same relative paths. That is
+for small data: a template over `MAX_TEMPLATE_BYTES` in all is refused, naming its largest files
+(larger data belongs in a dataset, ResearchRun spec.datasets).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +40,16 @@ KIND = "ExperimentTemplate"
 
 TemplateKind = Literal["native", "v1"]
 Scalar = str | int | float | bool
+
+
+MAX_TEMPLATE_BYTES = 64 * 1024 * 1024
+"""The most a template folder may hold, data files included: it is copied into every node's work dir
+(within the node's disk quota) and, in a cluster, stored and downloaded for every node."""
+_NOT_CODE = ("__pycache__",)
+"""Folders not counted (nor hashed nor copied by the node runtime): byte code, not the template's."""
+
+RESERVED_ARGS = ("--out_dir", "--config")
+"""Arguments the runner sets; a template's or a run's extra arguments may not set them."""
 
 
 class TemplateError(ValueError):
@@ -122,26 +141,74 @@ class Template:
     plot_script: str | None
     """v1 plot.py, relative to `root`, when present."""
 
+    args: tuple[str, ...] = ()
+    """Extra command-line arguments of the program (kubescientist.yaml `args`; none for v1)."""
+
 
 def load_template(root: Path) -> Template:
-    """Recognises and validates the template in `root`; raises TemplateError if it is none or broken."""
+    """Recognises and validates the template in `root`; raises TemplateError if it is none, broken or
+    larger than MAX_TEMPLATE_BYTES."""
     if (root / MANIFEST).is_file():
-        return _load_native(root)
-    if (root / V1_ENTRYPOINT).is_file():
-        return _load_v1(root)
-    raise TemplateError(f"{root}: no {MANIFEST} or {V1_ENTRYPOINT}: not a template")
+        template = _load_native(root)
+    elif (root / V1_ENTRYPOINT).is_file():
+        template = _load_v1(root)
+    else:
+        raise TemplateError(f"{root}: no {MANIFEST} or {V1_ENTRYPOINT}: not a template")
+    check_size(root)
+    return template
 
 
-def command_for(template: Template, out_dir: Path, config_path: Path, python: str = sys.executable) -> list[str]:
+def check_size(root: Path, limit: int | None = None) -> None:
+    """Raises TemplateError, naming the largest files, when the folder's files (links not followed) hold
+    more than `limit` bytes (MAX_TEMPLATE_BYTES by default)."""
+    limit = MAX_TEMPLATE_BYTES if limit is None else limit
+    sizes: list[tuple[int, str]] = []
+    for current, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in _NOT_CODE]
+        for name in filenames:
+            path = Path(current, name)
+            try:
+                sizes.append((path.lstat().st_size, path.relative_to(root).as_posix()))
+            except OSError:
+                continue  # gone meanwhile: it travels with nothing
+    total = sum(size for size, _ in sizes)
+    if total <= limit:
+        return
+    largest = ", ".join(f"{name} ({_mib(size)})" for size, name in sorted(sizes, reverse=True)[:3])
+    raise TemplateError(f"{root}: holds {_mib(total)} of files, over the {_mib(limit)} that may travel with a "
+                        f"template (copied into every node); the largest: {largest}. Move large data out of the "
+                        "template into a dataset (spec.datasets), which is mounted read-only instead")
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB" if size >= 1024 * 1024 else f"{size} bytes"
+
+
+def command_for(template: Template, out_dir: Path, config_path: Path, python: str = sys.executable,
+                extra_args: tuple[str, ...] = ()) -> list[str]:
     """The argv that runs the template's program, to be run with the program's code dir as cwd.
 
     `python` is the interpreter with the program's dependencies (this one by default); a runtime
-    installed apart from the experiment's environment passes the other one.
+    installed apart from the experiment's environment passes the other one. The template's own `args`
+    follow the runner's arguments, then `extra_args` (the run's spec.template.args).
     """
     command = [python, template.entrypoint, f"--out_dir={out_dir}"]
     if template.kind == "native":
         command.append(f"--config={config_path}")
-    return command
+    return command + list(template.args) + list(extra_args)
+
+
+def args_problem(args: object) -> str | None:
+    """Why `args` cannot be a program's extra arguments (a list of non-empty strings, not setting
+    --out_dir or --config), or None."""
+    if not isinstance(args, (list, tuple)):
+        return f"must be a list of strings, got {args!r}"
+    for index, arg in enumerate(args):
+        if not isinstance(arg, str) or not arg:
+            return f"[{index}]: must be a non-empty string, got {arg!r}"
+        if arg.startswith(RESERVED_ARGS):
+            return f"[{index}]: {arg!r}: the runner sets --out_dir and --config"
+    return None
 
 
 def _load_v1(root: Path) -> Template:
@@ -182,7 +249,7 @@ def _load_native(root: Path) -> Template:
         raise TemplateError(f"{path}: invalid YAML: {err}") from err
     check = _Checker(path)
     fields = check.mapping(data, "")
-    check.keys(fields, "", ("apiVersion", "kind", "name", "description", "entrypoint", "searchSpace"))
+    check.keys(fields, "", ("apiVersion", "kind", "name", "description", "entrypoint", "searchSpace", "args"))
     for key, expected in (("apiVersion", API_VERSION), ("kind", KIND)):
         if key in fields and fields[key] != expected:
             check.fail(key, f"must be {expected!r}, got {fields[key]!r}")
@@ -196,6 +263,10 @@ def _load_native(root: Path) -> Template:
         check.fail("entrypoint", f"must be inside the template folder, got {entrypoint!r}")
     if not target.is_file():
         check.fail("entrypoint", f"{entrypoint!r} does not exist in {root}")
+    args = fields.get("args", [])
+    args = [] if args is None else args  # an empty YAML list ("args:") reads as null
+    if (problem := args_problem(args)) is not None:
+        check.fail("args", problem)
     return Template(
         kind="native",
         root=root,
@@ -206,6 +277,7 @@ def _load_native(root: Path) -> Template:
         prompt=None,
         seed_ideas=(),
         plot_script=None,
+        args=tuple(args),
     )
 
 

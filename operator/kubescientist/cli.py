@@ -11,6 +11,7 @@ from typing import Any, Callable
 import click
 from rich.console import Console
 
+from experiment_runtime import TemplateError, load_template
 from kubescientist.adapters.llm import llm_enabled
 from kubescientist.adapters.local.agent import PaperAgent
 from kubescientist.adapters.local.campaign import CampaignStopped, LocalCampaign, RunFailed
@@ -24,7 +25,7 @@ from kubescientist.adapters.local.treeview import local_page, text_tree
 from kubescientist.adapters.manifest import ManifestError, load_run
 from kubescientist.agent.config import from_settings
 from kubescientist.agent.errors import AgentError
-from kubescientist.agent.ideas import Ideator, load_ideas, merge_ideas, parse_topic
+from kubescientist.agent.ideas import Ideator, Topic, load_ideas, merge_ideas, parse_topic, topic_from_template
 from kubescientist.agent.literature import source_from_env
 from kubescientist.agent.llm import LLMClient
 from kubescientist.agent.reviewing import DEFAULT_REFLECTIONS, Example, review_team
@@ -434,10 +435,35 @@ def describe_llm(accounts: dict[str, Any]) -> str:
     return line + (f"; stopped: {accounts['stopped']}" if accounts.get("stopped") else "")
 
 
+def _topic_of(path: pathlib.Path) -> tuple[Topic, list[dict[str, Any]], pathlib.Path]:
+    """A markdown topic file, or a template folder (its prompt.json or seed_ideas.json naming the folder): the
+    topic, the template's seed ideas, and where the ideas file goes by default (beside the file or folder)."""
+    if path.is_file() and path.name in ("prompt.json", "seed_ideas.json"):
+        path = path.parent
+    path = path.resolve()
+    if not path.is_dir():
+        return parse_topic(path.read_text(), str(path)), [], path.with_suffix(".json")
+    try:
+        template = load_template(path)
+    except TemplateError as exc:
+        raise AgentError(f"TOPIC: {exc} (give a markdown topic file, or a template folder)") from None
+    prompt = template.prompt if template.kind == "v1" else {"task_description": template.description}
+    if template.kind == "native" and not template.description.strip():
+        raise AgentError(f"{path / 'kubescientist.yaml'}: description: needed to generate ideas from the template "
+                         "(what the experiment does and what to explore)")
+    if template.kind == "v1" and prompt is None:
+        raise AgentError(f"{path}: no prompt.json: an AI Scientist v1 template needs one to generate ideas from "
+                         '({"system": ..., "task_description": ...})')
+    code = (path / template.entrypoint).read_text(errors="replace")
+    return topic_from_template(template.name, prompt, code), [dict(i) for i in template.seed_ideas], \
+        path.parent / f"{path.name}.ideas.json"
+
+
 @main.command()
-@click.argument("topic", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@click.argument("topic", type=click.Path(exists=True, path_type=pathlib.Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path),
-              help="The ideas JSON file (default: TOPIC with .json); an existing file is extended.")
+              help="The ideas JSON file (default: TOPIC with .json, or <folder>.ideas.json beside a template "
+                   "folder); an existing file is extended.")
 @click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True, help="How many new ideas.")
 @click.option("--reflections", type=click.IntRange(0, 20), default=3, show_default=True,
               help="Reflection rounds per idea.")
@@ -446,29 +472,44 @@ def describe_llm(accounts: dict[str, Any]) -> str:
 @click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
               help="The offline corpus: a JSON list of papers or a BibTeX file.")
 @click.option("--base-url", envvar="KUBESCIENTIST_LLM_BASE_URL", help="An OpenAI-compatible endpoint (.../v1).")
-@click.option("--model", envvar="KUBESCIENTIST_LLM_MODEL", required=True, help="The ideation model.")
+@click.option("--model", envvar="KUBESCIENTIST_LLM_MODEL",
+              help="The ideation model. Without one, a template's seed ideas are written as they are.")
 @click.option("--max-tokens", type=click.IntRange(1), help="Stop new LLM work past this many tokens.")
 @click.option("--max-cost-usd", type=click.FloatRange(0), help="Stop new LLM work past this cost.")
 def ideas(topic: pathlib.Path, out: pathlib.Path | None, count: int, reflections: int, literature: str,
-          corpus: pathlib.Path | None, base_url: str | None, model: str, max_tokens: int | None,
+          corpus: pathlib.Path | None, base_url: str | None, model: str | None, max_tokens: int | None,
           max_cost_usd: float | None) -> None:
-    """Generate research ideas from a TOPIC markdown file (Title, Keywords, TL;DR, Abstract), each with a
-    novelty verdict and the papers behind it, into an ideas JSON file a ResearchRun can take."""
-    out = out or topic.with_suffix(".json")
+    """Generate research ideas, each with a novelty verdict and the papers behind it, into an ideas JSON file a
+    ResearchRun can take (spec.idea.ideasFile).
+
+    TOPIC is a markdown file (Title, Keywords, TL;DR, Abstract) or a template folder. For an AI Scientist v1
+    template, prompt.json's task_description is the topic, its system text joins the model's system prompt,
+    experiment.py is the code the ideas must fit, and seed_ideas.json starts the ideas file: the seeds are kept
+    as they are (usable offline, with no model), and new ideas must differ from them."""
     try:
-        parsed = parse_topic(topic.read_text(), str(topic))
-        existing = load_ideas(out.read_text(), str(out)) if out.exists() else []
+        parsed, seeds, default_out = _topic_of(topic)
+        out = out or default_out
+        existing = load_ideas(out.read_text(), str(out)) if out.exists() else list(seeds)
+        if not model:
+            if not seeds:
+                raise AgentError("--model: no ideation model (set --model or KUBESCIENTIST_LLM_MODEL)")
+            write_json(out, existing)
+            click.echo(f"no model: {len(existing)} idea(s) in {out}, the template's {len(seeds)} seed idea(s) as "
+                       "they are; set --model to generate new ones")
+            return
         config = from_settings(LLMSettings(base_url=base_url, models={"ideation": model}, max_tokens=max_tokens,
                                            max_cost_usd=max_cost_usd))
         source = source_from_env(literature, corpus)
-    except AgentError as exc:
+    except (AgentError, OSError, UnicodeDecodeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    known = {str(e.get("name") or e.get("Name")) for e in existing}
+    earlier = existing + [s for s in seeds if str(s.get("name") or s.get("Name")) not in known]
 
     async def generate() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         client = LLMClient(config)
         try:
-            made = await Ideator(client, source, reflections=reflections).generate(parsed, count, existing)
+            made = await Ideator(client, source, reflections=reflections).generate(parsed, count, earlier)
         finally:
             await client.aclose()
             await source.aclose()

@@ -71,6 +71,10 @@ def _zero_shm(m: dict[str, Any]) -> None:
     m["spec"]["runtime"] = {"shmSize": "0"}
 
 
+def _program_args_setting_out_dir(m: dict[str, Any]) -> None:
+    m["spec"]["template"]["args"] = ["--device", "cpu", "--out_dir=/tmp"]
+
+
 def _stages_out_of_order(m: dict[str, Any]) -> None:
     stages = m["spec"]["stages"]
     stages[1], stages[2] = stages[2], stages[1]
@@ -87,9 +91,11 @@ def _stages_out_of_order(m: dict[str, Any]) -> None:
         (_dataset_outside_mnt, "spec.datasets[0].mountPath", "mountPath must not contain . or .. segments"),
         (_gpu_type_without_gpus, "spec.resources.gpuType", "needs resources.gpus greater than zero"),
         (_zero_shm, "spec.runtime.shmSize", "runtime.shmSize must be a positive quantity"),
+        (_program_args_setting_out_dir, "spec.template.args",
+         "template.args must not set --out_dir or --config; the runner sets them"),
     ],
     ids=["maxNodes-0", "two-idea-sources", "stage-order", "secret-env", "dataset-dotdot", "gpu-type-without-gpus",
-         "shm-zero"],
+         "shm-zero", "args-out-dir"],
 )
 def test_invalid_researchrun_is_refused_naming_the_field(
     cluster: Cluster, kubescientist_crds: list[str], namespace: str,

@@ -99,6 +99,45 @@ class AdmissionWatch:
         self.peak_gpus = max(self.peak_gpus, admitted)
 
 
+KUEUE_NO_QUOTA = "insufficient unused quota for nvidia.com/gpu"
+"""What Kueue says on a Workload that waits for GPUs of the ClusterQueue."""
+
+
+class QueuedSeen:
+    """What the runs' and nodes' statuses said about waiting for admission, over the test's polls."""
+
+    def __init__(self) -> None:
+        self.most = 0
+        """The most nodes one run's status counted as waiting for admission at once."""
+        self.run_message = ""
+        """A True Queued condition's message of a run, once seen."""
+        self.node_message = ""
+        """A queued ExperimentNode's message that carried Kueue's reason, once seen."""
+        self.seconds = 0.0
+        """How long (between polls) some run's status showed nodes waiting."""
+        self.since: float | None = None
+        """When the previous poll saw nodes waiting (None: it did not)."""
+
+    def look(self, runs: Any, nodes: Any) -> None:
+        now, waited = time.monotonic(), False
+        for run in runs:
+            status = run.get("status") or {}
+            count = (status.get("nodes") or {}).get("waitingForAdmission") or 0
+            condition = next((c for c in status.get("conditions") or () if c["type"] == "Queued"), {})
+            if count and condition.get("status") == "True":
+                waited = True
+                self.most = max(self.most, count)
+                if KUEUE_NO_QUOTA in condition.get("message", ""):
+                    self.run_message = condition["message"]
+        for node in nodes:
+            message = (node.get("status") or {}).get("message") or ""
+            if message.startswith("queued") and KUEUE_NO_QUOTA in message:
+                self.node_message = message
+        if waited and self.since is not None:
+            self.seconds += now - self.since
+        self.since = now if waited else None
+
+
 def test_two_runs_share_a_gpu_quota_smaller_than_their_parallelism(
         cluster: Any, restricted_namespace: str, kueue: kueue_manager.KueueProcess, operator: Any,
         tmp_path: Path) -> None:
@@ -113,12 +152,14 @@ def test_two_runs_share_a_gpu_quota_smaller_than_their_parallelism(
                                              writeup={"enabled": False}, review={"enabled": False}), tmp_path)
         deadline = time.monotonic() + 420
         phases: dict[str, str] = {}
+        queued = QueuedSeen()
         while time.monotonic() < deadline:
-            phases = {n: get(cluster, "researchrun", namespace, n).get("status", {}).get("phase", "")
-                      for n in ("alpha", "beta")}
+            runs_now = {r["metadata"]["name"]: r for r in get(cluster, "researchruns", namespace)["items"]}
+            phases = {n: runs_now.get(n, {}).get("status", {}).get("phase", "") for n in ("alpha", "beta")}
+            queued.look(runs_now.values(), get(cluster, "experimentnodes", namespace)["items"])
             if all(p in ("Succeeded", "Failed") for p in phases.values()):
                 break
-            time.sleep(1)
+            time.sleep(0.5)
         watch.stop.set()
         watch.thread.join(timeout=10)
         assert phases == {"alpha": "Succeeded", "beta": "Succeeded"}, (
@@ -137,6 +178,16 @@ def test_two_runs_share_a_gpu_quota_smaller_than_their_parallelism(
     assert len(jobs) == len(nodes) == len(runs) and all(n["status"]["attempts"] == 1 for n in nodes)
     latencies = sorted(watch.latencies.values())
     assert len(latencies) == len(jobs)
+    # While the quota was exhausted, a run's status counted its waiting nodes with Kueue's own message, and
+    # the waiting node said the same; once all was admitted and done, nothing waits.
+    assert queued.most >= 1 and KUEUE_NO_QUOTA in queued.run_message, (queued.most, queued.run_message)
+    assert KUEUE_NO_QUOTA in queued.node_message, queued.node_message
+    for name in ("alpha", "beta"):
+        status = get(cluster, "researchrun", namespace, name)["status"]
+        condition = next(c for c in status["conditions"] if c["type"] == "Queued")
+        assert status["nodes"]["waitingForAdmission"] == 0 and condition["status"] == "False", status
+    say(f"[e2e kueue] run status while the quota was exhausted: at most {queued.most} node(s) waiting for admission "
+        f"in one run, seen for {queued.seconds:.1f}s of polls: {queued.run_message!r}")
     say(f"[e2e kueue] 2 runs, {len(nodes)} nodes, {GPU_QUOTA}-GPU quota for 20 GPUs of parallelism: both Succeeded in "
         f"{elapsed:.0f}s; peak admitted GPUs {watch.peak_gpus}; admission latency (Workload created -> Admitted, 1 s "
         f"resolution) median {statistics.median(latencies):.0f}s, max {max(latencies):.0f}s over {len(latencies)}")
@@ -184,6 +235,18 @@ def test_a_higher_priority_run_preempts_an_exploratory_node_which_runs_again(
             return False
 
         cluster.wait_for("Kueue to preempt a low-priority workload", preempted, 120)
+        low: dict[str, Any] = {}
+
+        def low_waits() -> bool:
+            low.update(get(cluster, "researchrun", namespace, "low").get("status") or {})
+            condition = next((c for c in low.get("conditions") or () if c["type"] == "Queued"), {})
+            return condition.get("status") == "True" and (low.get("nodes") or {}).get("waitingForAdmission", 0) >= 1
+
+        # The preempted node waits to be admitted again, and its run says so in Kueue's words.
+        cluster.wait_for("the low run to count its preempted node as waiting for admission", low_waits, 60)
+        why = next(c for c in low["conditions"] if c["type"] == "Queued")["message"]
+        assert "Preempted" in why or KUEUE_NO_QUOTA in why, why
+        say(f"[e2e kueue] preempted run's status: {low['nodes']['waitingForAdmission']} waiting: {why!r}")
         deadline = time.monotonic() + 420
         phases: dict[str, str] = {}
         while time.monotonic() < deadline:

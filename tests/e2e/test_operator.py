@@ -278,7 +278,7 @@ def test_a_research_run_runs_to_a_reviewed_paper(cluster: Any, restricted_namesp
     assert row[:5] == [name, "Succeeded", "ablation", str(len(nodes)), str(len(nodes))]
     assert float(row[5]) == pytest.approx(status["bestNode"]["metric"], rel=1e-6)
     wide = cluster.kubectl("get", "rr", name, "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[7:10] == ["METRIC", "BEST-NODE", "MESSAGE"] and status["bestNode"]["name"] in wide[1]
+    assert wide[0].split()[7:11] == ["METRIC", "BEST-NODE", "QUEUED", "MESSAGE"] and status["bestNode"]["name"] in wide[1]
 
     # Events for node outcomes and stage changes.
     events = get(cluster, "events", namespace)["items"]

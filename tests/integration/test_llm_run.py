@@ -126,3 +126,22 @@ def test_ideas_with_the_offline_corpus(server: ScriptedLLMServer, tmp_path: path
     again = cli(*args[:-4], "--count", "1", "--reflections", "0")  # extends the file
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(load(out)) == 3
+
+
+def test_ideas_from_a_v1_template_start_from_its_seeds(server: ScriptedLLMServer, tmp_path: pathlib.Path) -> None:
+    template = tmp_path / "line_fit"
+    template.mkdir()
+    for path in (ROOT / "tests" / "fixtures" / "v1_template").iterdir():
+        (template / path.name).write_bytes(path.read_bytes())
+    corpus = ROOT / "examples" / "literature" / "grokking.json"
+    done = cli("ideas", str(template), "--literature", "offline", "--corpus", str(corpus), "--base-url", server.url,
+               "--model", MODEL, "--count", "1", "--reflections", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "line_fit.ideas.json"  # beside the folder: the template itself stays as it was
+    ideas = load(out)
+    assert [i.get("Name") or i.get("name") for i in ideas][:2] == ["momentum", "lr_schedule"]
+    assert ideas[:2] == json.loads((template / "seed_ideas.json").read_text()) and len(ideas) == 3
+    first = server.for_action("ideation")[0].body["messages"]
+    assert "You are an ambitious AI PhD student" in first[0]["content"]
+    assert "Topic: line fit" in first[1]["content"] and "- momentum: " in first[1]["content"]
+    assert sorted(p.name for p in template.iterdir()) == ["experiment.py", "plot.py", "prompt.json", "seed_ideas.json"]

@@ -271,6 +271,7 @@ NAMESPACED: set[Rule] = {
     ("kubescientist.io", "researchcampaigns", "patch"), ("kubescientist.io", "researchcampaigns/status", "patch"),
     ("kubescientist.io", "researchcampaigns/finalizers", "update"),
     ("", "configmaps", "list"), ("", "configmaps", "create"),
+    ("kueue.x-k8s.io", "workloads", "list"),
 }
 CLUSTER: set[Rule] = {("apiextensions.k8s.io", "customresourcedefinitions", "list"),
                       ("apiextensions.k8s.io", "customresourcedefinitions", "watch")}

@@ -157,6 +157,16 @@ def test_seed_mean_and_stderr_in_the_header() -> None:
     assert "best momentum-n0001 = 0.9 ± 0.012 over 3 seeds" in tree_text(run, NODES).splitlines()[0]
 
 
+def test_header_says_how_many_nodes_wait_for_admission_and_why() -> None:
+    run = copy.deepcopy(RUN)
+    why = "2 nodes wait for admission (Kueue): insufficient unused quota for nvidia.com/gpu in flavor gpu, 5 more needed"
+    run["status"]["nodes"]["waitingForAdmission"] = 2
+    run["status"]["conditions"] = [{"type": "Queued", "status": "True", "reason": "WaitingForAdmission",
+                                   "message": why}]
+    assert tree_text(run, NODES).splitlines()[1] == f"  queued: {why}"
+    assert "queued" not in tree_text(RUN, NODES)
+
+
 def test_tree_command() -> None:
     result = invoke(FakeApi(), "tree", NAME)
     assert result.exit_code == 0

@@ -129,6 +129,11 @@ def run_header(run: Mapping[str, Any], count: int) -> Text:
         seeds = f" over {best['seeds']} seeds" if best.get('seeds', 1) > 1 else ''
         text.append(f"  best {best['name']} = {best['metric']:.6g}{spread}{seeds}", style='yellow')
     text.append(f'  ({count} nodes)', style='dim')
+    waiting = (status.get('nodes') or {}).get('waitingForAdmission')
+    if waiting:
+        queued: Mapping[str, Any] = next((c for c in status.get('conditions') or () if c.get('type') == 'Queued'), {})
+        why = _one_line(str(queued.get('message') or f"{waiting} waiting for admission (Kueue)"), 200)
+        text.append(f"\n  queued: {why}", style='yellow')
     return text
 
 

@@ -32,12 +32,16 @@ def llm_enabled(spec: RunSpec) -> bool:
     return spec.llm.base_url is not None or bool(spec.llm.models)
 
 
-def template_code(root: pathlib.Path, space: SearchSpace) -> TemplateCode:
-    """A template's entrypoint and search space, as the LLM sees them."""
+def template_code(root: pathlib.Path, space: SearchSpace, extra_args: tuple[str, ...] = ()) -> TemplateCode:
+    """A template's entrypoint and search space, as the LLM sees them; `extra_args` are the run's
+    spec.template.args, which the program gets after the template's own. A v1 template's prompt.json
+    ``system`` joins the code-writing system prompt."""
     template = load_template(root)
     files = {template.entrypoint: (root / template.entrypoint).read_text()}
+    system = (template.prompt or {}).get("system")
     return TemplateCode(entrypoint=template.entrypoint, files=files, description=template.description, space=space,
-                        kind=template.kind)
+                        kind=template.kind, args=template.args + extra_args,
+                        system=system.strip() if isinstance(system, str) else "")
 
 
 class AgentCalls:

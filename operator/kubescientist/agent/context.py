@@ -83,6 +83,10 @@ class TemplateCode:
     """Its declared hyperparameters, variants and ablations."""
     kind: str = "native"
     """``native`` (``--config`` passed) or ``v1`` (``--out_dir`` only, config in the environment)."""
+    args: tuple[str, ...] = ()
+    """Extra command-line arguments the program is run with (the template's and the run's)."""
+    system: str = ""
+    """What the template adds to the code-writing system prompt (a v1 template's prompt.json ``system``)."""
 
     @property
     def code(self) -> str:

@@ -69,6 +69,24 @@ class Topic:
     """The gist, in a sentence or two."""
     abstract: str = ""
     """A longer description."""
+    system: str = ""
+    """Extra instructions for the ideation model's system prompt (an AI Scientist v1 template's
+    prompt.json ``system``)."""
+    code: str = ""
+    """The experiment code ideas must be testable with (a v1 template's experiment.py), when there is one."""
+
+
+def topic_from_template(name: str, prompt: Mapping[str, Any] | None, code: str) -> Topic:
+    """The topic of an AI Scientist v1 template: its prompt.json (``task_description`` as the abstract,
+    ``system`` for the system prompt) and its experiment code; the title is the template's name."""
+    prompt = prompt or {}
+    task = prompt.get("task_description")
+    system = prompt.get("system")
+    if not isinstance(task, str) or not task.strip():
+        raise AgentError(f"{name}/prompt.json: task_description: needed to generate ideas from the template "
+                         "(a string saying what the experiment does and what to explore)")
+    return Topic(title=name.replace("_", " "), abstract=task.strip(),
+                 system=system.strip() if isinstance(system, str) else "", code=code)
 
 
 def parse_topic(text: str, location: str = "TOPIC.md") -> Topic:
@@ -155,15 +173,20 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+def _field(entry: Mapping[str, Any], key: str) -> str:
+    """An ideas-file field in our spelling (``name``) or AI Scientist's (``Name``)."""
+    return str(entry.get(key) or entry.get(key[:1].upper() + key[1:]) or "")
+
+
 def repeats(idea: Mapping[str, Any], earlier: Sequence[Mapping[str, Any]]) -> str | None:
     """The name of an earlier idea this one repeats (same name, or a title with mostly the same words)."""
-    words = _words(str(idea.get("title", "")))
+    words = _words(_field(idea, "title"))
     for other in earlier:
-        if other.get("name") and other.get("name") == idea.get("name"):
-            return str(other["name"])
-        theirs = _words(str(other.get("title", "")))
+        if _field(other, "name") and _field(other, "name") == _field(idea, "name"):
+            return _field(other, "name")
+        theirs = _words(_field(other, "title"))
         if words and theirs and len(words & theirs) / len(words | theirs) >= SIMILAR_TITLES:
-            return str(other.get("name") or other.get("title"))
+            return _field(other, "name") or _field(other, "title")
     return None
 
 
@@ -211,10 +234,11 @@ class Ideator:
                     feedback: str = "") -> tuple[dict[str, Any] | None, list[Paper]]:
         prompts = self.client.prompts
         subject = f"ideation:{index + 1}"
-        previous = [{"name": e.get("name", ""), "title": e.get("title", ""),
-                     "hypothesis": e.get("shortHypothesis", "")} for e in earlier]
+        previous = [{"name": _field(e, "name"), "title": _field(e, "title"),
+                     "hypothesis": str(e.get("shortHypothesis") or e.get("Short Hypothesis") or e.get("Experiment")
+                                       or "")} for e in earlier]
         prompt = prompts.render("ideation", topic=topic, previous=previous, searches=self.searches,
-                                reflections=self.reflections, feedback=feedback)
+                                reflections=self.reflections, feedback=feedback, system=topic.system)
         papers = _Papers()
         history: list[Message] = []
         searches_left, round_, final = self.searches, 0, None
@@ -246,13 +270,14 @@ class Ideator:
                     except LiteratureError as exc:
                         note = f"the search failed ({exc})"
                 prompt = prompts.render("search_results", action=prompt.name, query=query,
-                                        papers=papers.add(found), note=note, searches_left=searches_left)
+                                        papers=papers.add(found), note=note, searches_left=searches_left,
+                                        system=topic.system)
                 continue
             final = dict(data["idea"])
             if round_ >= self.reflections or data["done"]:
                 break
             round_ += 1
-            prompt = prompts.render("reflection", round=round_, rounds=self.reflections)
+            prompt = prompts.render("reflection", round=round_, rounds=self.reflections, system=topic.system)
         return final, list(papers.by_label.values())
 
     async def novelty(self, idea: Idea, subject: str) -> NoveltyVerdict:

@@ -52,6 +52,8 @@ class TemplateRef:
     """The name of a ConfigMap holding the template's files (in-cluster)."""
     s3_uri: str | None = None
     """An ``s3://`` URI of a content-addressed tarball of the template."""
+    args: tuple[str, ...] = ()
+    """Extra command-line arguments of the program, after those its kubescientist.yaml declares."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +260,7 @@ def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
             path=template.get("path"),
             config_map=(template.get("configMapRef") or {}).get("name"),
             s3_uri=(template.get("s3") or {}).get("uri"),
+            args=tuple(str(a) for a in template.get("args", ())),
         ),
         objective=Objective(
             metric=objective["metric"], direction=objective.get("direction", "maximize"),

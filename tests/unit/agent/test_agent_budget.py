@@ -50,7 +50,7 @@ def test_cost_is_counted_per_role_per_node_and_per_run(server: ScriptedLLMServer
     assert summary["total"]["usd"] == pytest.approx(code_usd + review_usd)
     assert summary["byRole"]["code"]["promptTokens"] == 1000 and summary["unpricedModels"] == []
     assert [c.prompt for c in ledger.calls] == ["draft", "review_node"]
-    assert [c.version for c in ledger.calls] == ["2", "1"] and all(c.subject == "n0000" for c in ledger.calls)
+    assert [c.version for c in ledger.calls] == ["3", "1"] and all(c.subject == "n0000" for c in ledger.calls)
 
 
 def test_an_unknown_model_counts_tokens_only(server: ScriptedLLMServer) -> None:

@@ -13,7 +13,9 @@ import pytest
 from agent_helpers import client
 from kubescientist.agent.context import Idea
 from kubescientist.agent.errors import AgentError
-from kubescientist.agent.ideas import Ideator, find_idea, load_ideas, merge_ideas, parse_topic, repeats
+from experiment_runtime import load_template
+from kubescientist.agent.ideas import (Ideator, find_idea, load_ideas, merge_ideas, parse_topic, repeats,
+                                       topic_from_template)
 from kubescientist.agent.literature import OfflineCorpus
 from tests.llmserver import Reply, ScriptedLLMServer
 from tests.llmserver.scenarios import idea
@@ -107,3 +109,40 @@ def test_ideas_files_merge_and_load() -> None:
     assert Idea.from_entry(v2) == Idea(title="T", name="x", hypothesis="H", experiments=("e1",), risks=("r",))
     assert repeats({"name": "n", "title": "How label noise shapes grokking"},
                    [{"name": "m", "title": "How label noise shapes grokking (2)"}]) == "m"
+
+
+V1 = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "v1_template"
+
+
+def test_a_v1_template_topic_brings_its_system_text_code_and_seed_ideas(server: ScriptedLLMServer) -> None:
+    template = load_template(V1)
+    topic = topic_from_template("v1_template", template.prompt, (V1 / "experiment.py").read_text())
+    assert topic.title == "v1 template" and topic.abstract.startswith("You are given a tiny experiment")
+    seeds = [dict(i) for i in template.seed_ideas]
+
+    async def go() -> list[dict[str, Any]]:
+        async with client(server) as llm:
+            ideator = Ideator(llm, OfflineCorpus.from_path(EXAMPLES / "literature" / "grokking.json"),
+                              reflections=1, searches=1, novelty_check=False)
+            return await ideator.generate(topic, 1, seeds)
+
+    [made] = asyncio.run(go())
+    assert made["name"] not in ("momentum", "lr_schedule")
+    conversation = [r for r in server.requests if r.action in ("ideation", "reflection")]
+    assert len(conversation) >= 3  # search, finalize on the results, reflect
+    for request in conversation:  # every turn's system prompt carries the template's system text
+        assert "You are an ambitious AI PhD student" in str(request.body["messages"][0]["content"])
+    first = str(conversation[0].body["messages"][1]["content"])
+    # The seeds are the ideas already proposed (v1 spelling: Name, Title, Experiment); the code is shown.
+    assert "- momentum: Does Heavy-Ball Momentum Speed Up Line Fitting" in first
+    assert "Add heavy-ball momentum" in first and "- lr_schedule: Cosine Learning-Rate Decay" in first
+    assert "def fit(target, rng):" in first and "fits a straight line by plain gradient descent" in first
+    # A new idea that repeats a seed (v1 keys) is recognised as a repeat.
+    assert repeats({"name": "heavy_ball", "title": seeds[0]["Title"]}, seeds) == "momentum"
+
+
+def test_a_v1_template_without_a_task_description_cannot_give_a_topic() -> None:
+    with pytest.raises(AgentError, match="^tpl/prompt.json: task_description: needed"):
+        topic_from_template("tpl", {"system": "s"}, "code")
+    with pytest.raises(AgentError, match="task_description"):
+        topic_from_template("tpl", None, "code")

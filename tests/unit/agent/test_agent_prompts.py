@@ -8,6 +8,8 @@ import jinja2
 import pytest
 
 from agent_helpers import research
+from kubescientist.adapters.llm import template_code
+from kubescientist.core.searchspace import SearchSpace
 from kubescientist.agent.prompts import ACTIONS, PromptLibrary, clip, head, tail
 
 LIB = PromptLibrary()
@@ -36,8 +38,8 @@ def test_code_prompts_are_bounded_and_state_the_contract(action: str) -> None:
                         parent=huge_parent(), depth=1, tried=["a", "b"])
     assert prompt.user.startswith(f"action: {action}\n")
     # v2: the program before its header (small models stop after a leading header); debug v3 also names a
-    # missing module.
-    version = "3" if action == "debug" else "2"
+    # missing module; v3 (debug v4): a v1 template's system text and extra program arguments when it has them.
+    version = "4" if action == "debug" else "3"
     assert prompt.version == version and prompt.ref == f"{action}@{version}"
     assert "kubescientist.io/metrics/v1" in prompt.user and "Seed every random generator" in prompt.user
     assert "```python" in prompt.user and '"exhausted"' in prompt.user
@@ -56,3 +58,23 @@ def test_cutting_filters() -> None:
     assert head("abcdef", 3) == "abc\n[... 3 more characters cut ...]"
     assert clip("a" * 10 + "b" * 10, 8).startswith("aa\n[... 12 characters cut ...]\nbbbbbb")
     assert tail(None, 5) == "" and clip("short", 10) == "short"
+
+
+@pytest.mark.parametrize("action", CODE_ACTIONS)
+def test_a_v1_templates_system_text_and_program_args_reach_the_code_prompts(action: str) -> None:
+    v1 = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "v1_template"
+    code = template_code(v1, SearchSpace(), ("--device", "cpu"))
+    assert code.kind == "v1" and code.system.startswith("You are an ambitious AI PhD student")
+    ctx = research(template=code)
+    prompt = LIB.render(action, ctx=ctx, idea=ctx.idea, objective=ctx.objective, stage="initial", goal="g",
+                        plan_reason="r", allow_params_only=True, memory=[], siblings=[], parent=huge_parent(),
+                        depth=1, tried=[])
+    assert prompt.system.startswith("You are an experienced machine-learning researcher")
+    assert prompt.system.endswith("The template the program starts from adds:\n" + code.system)
+    if action == "draft":  # the prompt that shows the template (later ones start from a node's own code)
+        assert "extra arguments `--device cpu` after those" in prompt.user
+    # Without a v1 system text the system prompt is as it was.
+    plain = LIB.render(action, ctx=research(), idea=ctx.idea, objective=ctx.objective, stage="initial", goal="g",
+                       plan_reason="r", allow_params_only=True, memory=[], siblings=[], parent=huge_parent(),
+                       depth=1, tried=[])
+    assert "adds:" not in plain.system and plain.system.endswith("Never fake or hard-code results.")

@@ -52,7 +52,7 @@ def test_draft_writes_a_complete_program(server: ScriptedLLMServer) -> None:
     config = proposal.config
     assert config.code is not None and compile(config.code, "experiment.py", "exec")
     assert config.params == {} and config.seed == 0 and config.variant is None
-    assert "[prompt draft@2, model scripted-model]" in proposal.summary
+    assert "[prompt draft@3, model scripted-model]" in proposal.summary
     text = prompt_of(server)
     assert text.startswith("action: draft")
     assert "kubescientist.io/metrics/v1" in text and 'the metric "val_acc"' in text

@@ -12,6 +12,7 @@ import base64
 import copy
 import itertools
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,15 @@ def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
             merge(target[key], value)
         else:
             target[key] = copy.deepcopy(value)
+
+
+def matches(selector: str, labels: Mapping[str, str]) -> bool:
+    """Whether labels match a selector of ``k=v`` terms or one ``k in (a,b)`` term, as the API server decides."""
+    found = re.fullmatch(r"(\S+) in \((.*)\)", selector)
+    if found is not None:
+        return labels.get(found.group(1)) in found.group(2).split(",")
+    wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+    return all(labels.get(k) == v for k, v in wanted.items())
 
 
 class FakeKube:
@@ -67,10 +77,8 @@ class FakeKube:
 
     def list(self, api_version: str, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.lists.append(plural)
-        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
         return [copy.deepcopy(o) for (p, ns, _), o in sorted(self.objects.items())
-                if p == plural and ns == namespace
-                and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+                if p == plural and ns == namespace and matches(selector, o["metadata"].get("labels") or {})]
 
     def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         obj = self.objects.get((plural, namespace, name))

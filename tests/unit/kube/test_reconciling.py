@@ -440,3 +440,62 @@ def test_reaction_is_timed_from_when_the_watch_saw_the_pod_finish() -> None:
     after = metrics.METRICS.reaction.collect()[0]
     assert next(s.value for s in after.samples if s.name.endswith("_count")) == count + 1
     assert next(s.value for s in after.samples if s.name.endswith("_sum")) - total == pytest.approx(0.25)
+
+
+def test_a_job_created_before_the_watch_shows_it_is_not_created_again() -> None:
+    cluster = Cluster()
+    reconciler = operator(cluster)
+    posts: list[str] = []
+    create = cluster.kube.create
+
+    def counting(obj: Any) -> dict[str, Any]:
+        if obj["kind"] == "Job":
+            posts.append(obj["metadata"]["name"])
+        return create(obj)
+
+    cluster.kube.create = counting  # type: ignore[method-assign]
+    empty = Children(jobs=[], pods=[])  # the Job watch has not delivered the new Job yet
+    reconciler.reconcile(cluster.run, cluster.kube.indexed(cluster.name), empty)
+    reconciler.reconcile(cluster.run, cluster.kube.indexed(cluster.name), empty)
+    assert posts == ["demo-n0000-a1"]
+    node = cluster.kube.of(naming.NODES)["demo-n0000"]
+    assert node["status"]["phase"] == "Pending" and "no Job" not in node["status"]["message"]
+    reconciler.reconcile(cluster.run, cluster.kube.indexed(cluster.name), children(cluster))
+    assert not reconciler.runs[("ns", "demo")].unseen_jobs  # the watch has it: forgotten
+
+
+def test_status_writes_behind_the_pass_reach_the_api_and_a_failed_one_is_made_again() -> None:
+    import concurrent.futures
+
+    cluster = Cluster()
+    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    with concurrent.futures.ThreadPoolExecutor(4) as lanes:
+        reconciler = Reconciler(cluster.kube, SETTINGS, store_factory=cluster.store, clock=lambda: moment,
+                                lanes=lanes)
+        patch_status = cluster.kube.patch_status
+        failures = ["demo-n0000"]
+
+        def flaky(api_version: str, plural: str, namespace: str, name: str, status: Any) -> None:
+            if name in failures:
+                failures.remove(name)
+                raise RuntimeError("the API server is overloaded")
+            patch_status(api_version, plural, namespace, name, status)
+
+        cluster.kube.patch_status = flaky  # type: ignore[method-assign]
+        reconcile(reconciler, cluster)
+        reconciler.outboxes[("ns", "demo")].drain()
+        assert "status" not in cluster.kube.of(naming.NODES)["demo-n0000"]  # the patch failed
+        with pytest.raises(RuntimeError, match="overloaded"):
+            reconcile(reconciler, cluster)  # the next pass undoes what it assumed and says why it failed
+        reconcile(reconciler, cluster)
+        reconciler.outboxes[("ns", "demo")].drain()
+        assert cluster.kube.of(naming.NODES)["demo-n0000"]["status"]["phase"] == "Pending"
+        for _ in range(60):
+            if cluster.run.get("status", {}).get("phase") == "Succeeded":
+                break
+            cluster.start_pods()
+            cluster.finish_all()
+            reconcile(reconciler, cluster)
+            reconciler.outboxes[("ns", "demo")].drain()
+        assert cluster.run["status"]["phase"] == "Succeeded"
+        assert all(n["status"]["phase"] == "Succeeded" for n in cluster.kube.of(naming.NODES).values())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiment_runtime import MetricsError, from_final_info, parse_metrics, read_metrics
-from experiment_runtime.metrics import MAX_CURVE_POINTS
+from experiment_runtime.metrics import MAX_CURVE_POINTS, Metrics
 
 
 def test_full_metrics_parse_and_normalize() -> None:
@@ -139,12 +139,68 @@ def test_final_info_from_ai_scientist_v1() -> None:
     }
 
 
+def test_final_info_with_nested_means_is_flattened_into_named_metrics() -> None:
+    data = {
+        "model": {
+            "means": {"layer_0": {"acc": 0.9, "probe": {"r2": 0.5}}, "layer_1": {"acc": 0.8},
+                      "loss": [0.3, 0.1, 0.2], "name": "resnet", "ok": True, "none": None, "empty": [],
+                      "mixed": [1, "x"], "inf": 1e400},
+            "stderrs": {"layer_0": {"acc": 0.01}, "layer_1.acc": 0.02},
+        },
+    }
+
+    metrics = from_final_info(data)
+
+    model = metrics.datasets["model"]
+    assert list(model) == ["layer_0.acc", "layer_0.probe.r2", "layer_1.acc", "loss"]
+    assert (model["layer_0.acc"].final, model["layer_0.acc"].stderr) == (0.9, 0.01)
+    assert model["layer_1.acc"].stderr == 0.02  # a flat dotted key in stderrs
+    assert model["layer_0.probe.r2"].stderr is None
+    # A list in means is averaged; no stderr is made up from it (it may be a curve, not repeats).
+    assert model["loss"].final == pytest.approx(0.2) and model["loss"].stderr is None
+    assert metrics.notes == (
+        'model.means.name: skipped ("resnet", not a number)',
+        "model.means.ok: skipped (true, not a number)",
+        "model.means.none: skipped (null, not a number)",
+        "model.means.empty: skipped (an empty list)",
+        "model.means.mixed: skipped (a list not only of numbers)",
+        "model.means.inf: skipped (inf, not a number)",
+    )
+    # The notes travel with the normalized form, which reads back as it was.
+    assert parse_metrics(metrics.to_json()) == Metrics(datasets=metrics.datasets, source="metrics.json",
+                                                       notes=metrics.notes)
+
+
+def test_final_info_dict_alone_gives_per_seed_means_and_stderrs() -> None:
+    data = {"shakespeare": {"final_info_dict": {"val_loss": [1.0, 2.0, 3.0], "best": {"iter": [10, 20]}}},
+            "enwik8": {"means": {"val_loss_mean": 1.5}, "final_info_dict": {"val_loss": [1.0, 2.0]}}}
+
+    metrics = from_final_info(data)
+
+    loss = metrics.datasets["shakespeare"]["val_loss"]
+    assert loss.final == 2.0 and loss.stderr == pytest.approx(math.sqrt(1.0 / 3))
+    assert metrics.datasets["shakespeare"]["best.iter"].final == 15.0
+    # Beside means, final_info_dict is ignored.
+    assert list(metrics.datasets["enwik8"]) == ["val_loss_mean"] and metrics.notes == ()
+
+
+def test_metrics_notes_must_be_strings() -> None:
+    with pytest.raises(MetricsError, match="^metrics.json: notes: must be a list of strings$"):
+        parse_metrics({"datasets": {"d": {"m": {"final": 1}}}, "notes": [1]})
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ({}, "final_info.json: must not be empty"),
-        ({"d": {"stderrs": {}}}, "final_info.json: d.means: is required"),
-        ({"d": {"means": {"acc": "high"}}}, 'final_info.json: d.means.acc: must be a finite number, got "high"'),
+        ({"d": {"stderrs": {}}}, "final_info.json: d.means: is required (or final_info_dict)"),
+        (
+            {"d": {"means": {"acc": "high"}}},
+            'final_info.json: d.means: holds no number (skipped: d.means.acc: skipped ("high", not a number))',
+        ),
+        ({"d": {"stderrs": {}}, "e": {}}, "final_info.json: d.means: is required (or final_info_dict)"),
+        ({"d": {"means": {"l": {"acc": 1}}, "stderrs": {"l": {"acc": -1}}}},
+         "final_info.json: d.stderrs.l.acc: must be >= 0, got -1"),
         (
             {"d": {"means": {"acc_mean": 1}, "stderrs": {"acc_stderr": math.nan}}},
             "final_info.json: d.stderrs.acc_stderr: must be a finite number, got nan",

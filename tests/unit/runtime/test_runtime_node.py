@@ -167,7 +167,7 @@ def test_memory_hog_is_buggy(work_root: Path, python: str) -> None:
             '{"datasets": {"mod97": {"val_acc": {"final": "0.9"}}}}',
             'metrics.json: datasets.mod97.val_acc.final: must be a finite number, got "0.9"',
         ),
-        ('{"mod97": {"val_acc": 0.9}}', "metrics.json: mod97: unknown key (expected one of schema, datasets)"),
+        ('{"mod97": {"val_acc": 0.9}}', "metrics.json: mod97: unknown key (expected one of schema, datasets, notes)"),
         ("{}", "metrics.json: datasets: is required"),
         (
             '{"datasets": {"mod97": {"val_acc": {"final": 1, "curve": {"step": [0, 1], "value": [1]}}}}}',

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiment_runtime.pod import TransferError, unpack
-from kubescientist.adapters.kube.clients import Kube
+from kubescientist.adapters.kube.clients import Kube, config_map_text
 from kubescientist.adapters.kube.storage import Store, StorageError
 from kubescientist.adapters.llm import MAX_PLOT_BYTES, OUTPUT_TAIL_BYTES, AgentCalls, AgentStopped, llm_enabled
 from kubescientist.agent.config import KEY_ENV, KEY_FILE_ENV, from_settings
@@ -70,12 +70,7 @@ def resolve_idea(run: Mapping[str, Any], spec: RunSpec, kube: Kube) -> Idea:
         namespace = run['metadata']['namespace']
         name, key = spec.idea.config_map
         key = key or 'idea.json'
-        config_map = kube.get('v1', 'configmaps', namespace, name)
-        if config_map is None:
-            raise AgentProblem(f"spec.idea.configMapRef: no ConfigMap {name} in namespace {namespace}")
-        text = (config_map.get('data') or {}).get(key)
-        if text is None:
-            raise AgentProblem(f"spec.idea.configMapRef: ConfigMap {name} has no key {key}")
+        text = config_map_text(kube, namespace, name, key, 'spec.idea.configMapRef', AgentProblem)
         try:
             entry = json.loads(text)
         except ValueError as err:
@@ -83,8 +78,13 @@ def resolve_idea(run: Mapping[str, Any], spec: RunSpec, kube: Kube) -> Idea:
         if not isinstance(entry, dict):
             raise AgentProblem(f"spec.idea.configMapRef: ConfigMap {name} key {key} must hold one JSON object")
         return Idea.from_entry(entry)
-    raise AgentProblem("spec.idea: in a cluster use spec.idea.inline or spec.idea.configMapRef "
-                       "(ideasFile is for local runs)")
+    if spec.idea.ideas_file is not None:
+        path, name = spec.idea.ideas_file
+        raise AgentProblem(f"spec.idea.ideasFile: the operator cannot read {path} (idea {name!r}) on the machine "
+                           "that wrote the manifest: ideasFile is for local runs; in a cluster put that entry in a "
+                           "ConfigMap (kubectl create configmap <name> --from-file=idea.json=<one entry as JSON>) "
+                           "and use spec.idea.configMapRef, or write it in spec.idea.inline")
+    raise AgentProblem("spec.idea: in a cluster use spec.idea.inline or spec.idea.configMapRef")
 
 
 def client_env(key: str | None) -> dict[str, str]:

@@ -28,7 +28,7 @@ from kubescientist.adapters.campaign_manifest import run_template_problems
 from kubescientist.adapters.manifest import apply_defaults, crd_schema
 from kubescientist.adapters.kube import naming, persistence, statuses
 from kubescientist.adapters.kube.agent import AgentProblem, api_key, client_env
-from kubescientist.adapters.kube.clients import Kube
+from kubescientist.adapters.kube.clients import Kube, config_map_text
 from kubescientist.adapters.kube.manifests import Owner
 from kubescientist.agent.config import from_settings
 from kubescientist.agent.errors import AgentError
@@ -137,15 +137,9 @@ def _topic_text(kube: Kube, campaign: Mapping[str, Any], spec: CampaignSpec) -> 
 
 def _config_map_text(kube: Kube, campaign: Mapping[str, Any], ref: Mapping[str, Any], default_key: str,
                      field: str) -> str:
-    namespace = campaign['metadata']['namespace']
-    name, key = ref.get('name', ''), ref.get('key') or default_key
-    found = kube.get('v1', 'configmaps', namespace, name)
-    if found is None:
-        raise CampaignProblem(f"{field}: no ConfigMap {name} in namespace {namespace}")
-    text = (found.get('data') or {}).get(key)
-    if text is None:
-        raise CampaignProblem(f"{field}: ConfigMap {name} has no key {key}")
-    return str(text)
+    """The text of a ``configMapRef`` of the campaign's spec (its key, else ``default_key``)."""
+    return config_map_text(kube, campaign['metadata']['namespace'], ref.get('name', ''),
+                           ref.get('key') or default_key, field, CampaignProblem)
 
 
 class CampaignReconciler:

@@ -60,6 +60,19 @@ class Kube(Protocol):
         """Post a core/v1 Event about an object (best effort)."""
 
 
+def config_map_text(kube: Kube, namespace: str, name: str, key: str, field: str,
+                    error: Callable[[str], Exception]) -> str:
+    """The text under ``key`` of the ConfigMap ``name``; a missing map or key raises ``error(message)``, the
+    message naming ``field`` (the spec field that refers to the map) so that the user knows what to fix."""
+    found = kube.get('v1', 'configmaps', namespace, name)
+    if found is None:
+        raise error(f"{field}: no ConfigMap {name} in namespace {namespace}")
+    text = (found.get('data') or {}).get(key)
+    if text is None:
+        raise error(f"{field}: ConfigMap {name} has no key {key}")
+    return str(text)
+
+
 def _path(api_version: str, plural: str, namespace: str, name: str | None = None) -> str:
     base = f'/api/{api_version}' if '/' not in api_version else f'/apis/{api_version}'
     path = f'{base}/namespaces/{urllib.parse.quote(namespace)}/{plural}'

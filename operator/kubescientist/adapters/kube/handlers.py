@@ -30,7 +30,7 @@ from kubescientist.adapters import metrics
 from kubescientist.adapters.kube import clients, config, naming
 from kubescientist.adapters.kube.reconciling import Children, Reconciler
 
-DEBOUNCE_SECONDS = 0.2
+DEBOUNCE_SECONDS = 0.1
 """After a wake-up, wait this long so that a burst of events (a Job and its pod finishing) makes one pass."""
 ERROR_BACKOFF_SECONDS = (2.0, 5.0, 10.0, 30.0, 60.0)
 """Pauses after consecutive failed passes."""
@@ -78,7 +78,8 @@ def configure(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, *
     clients.load_config()
     metrics.serve_from_env()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=own.reconcile_workers, thread_name_prefix='pass')
-    memo['operator'] = Operator(reconciler=Reconciler(clients.ApiKube(), own), settings=own, pool=pool)
+    lanes = concurrent.futures.ThreadPoolExecutor(max_workers=own.reconcile_workers, thread_name_prefix='outbox')
+    memo['operator'] = Operator(reconciler=Reconciler(clients.ApiKube(), own, lanes=lanes), settings=own, pool=pool)
     logger.info("kubescientist operator: node image %s, resync every %ss", own.node_image, own.resync_seconds)
 
 
@@ -192,10 +193,18 @@ async def run_changed(body: kopf.Body, namespace: str | None, name: str, memo: A
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.NODES, labels=MANAGED)
+async def node_deleted(labels: Mapping[str, str], namespace: str | None, memo: Any, type: str, **_: Any) -> None:
+    """An ExperimentNode deleted by hand wakes its run (which creates it again). Only the operator creates
+    them and writes their status, so their other events would only wake a run for its own writes."""
+    run = labels.get(naming.RUN_LABEL)
+    if run and namespace is not None and type == 'DELETED':
+        _operator(memo).nudge(namespace, run)
+
+
 @kopf.on.event('batch', 'v1', 'jobs', labels=MANAGED)
 @kopf.on.event('v1', 'pods', labels=MANAGED)
 async def child_changed(labels: Mapping[str, str], namespace: str | None, memo: Any, type: str, **_: Any) -> None:
-    """Something of a run changed (a pod finished, a Job completed, a node was created): wake its run."""
+    """Something of a run changed (a pod finished, a Job completed): wake its run."""
     run = labels.get(naming.RUN_LABEL)
     # type is None for the objects listed at start-up: the daemons' first passes see those anyway.
     if run and namespace is not None and type is not None:

@@ -196,6 +196,8 @@ def node_job(run: str, namespace: str, owner: Owner, spec: RunSpec, node: Node, 
     args = ['-m', 'experiment_runtime', 'pod', '--code-url', code_url, '--code-sha256', code_hash,
             '--config-json', json.dumps(node_config(node), sort_keys=True, separators=(',', ':')),
             '--deadline', str(res.deadline_seconds)]
+    # '=' joins each to its flag: an argument that itself starts with '--' must not read as an option.
+    args += [f'--program-arg={arg}' for arg in (spec.template.args if spec.template is not None else ())]
     for name, url in put_urls.items():
         args += ['--put-url', f'{name}={url}']
     job = _job(naming.job_name(run, node.id, attempt), namespace, owner,

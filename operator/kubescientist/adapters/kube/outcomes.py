@@ -26,6 +26,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from kubescientist.adapters.kube import admission
 from kubescientist.adapters.results import REASON_CHARS, Report, infrastructure, outcome
 from kubescientist.core.journal import Details, Outcome
 
@@ -33,6 +34,8 @@ State = Literal['missing', 'pending', 'running', 'finished']
 RawObject = Mapping[str, Any]
 LOST_MESSAGE = "pod of the completed Job is gone; its termination message is lost"
 """The reason of an attempt whose result must come from its uploaded result.json, if there is one."""
+WAITING_FOR_POD = "waiting for the Job controller to create the pod"
+"""A Job without a pod yet, also as soon as it is created (one status write fewer per node)."""
 
 IMAGE_PROBLEMS = frozenset({'ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull',
                             'RegistryUnavailable'})
@@ -68,6 +71,8 @@ class Observation:
     """Set when the pod cannot start without help (image pull failure and the like): why."""
     pod_name: str | None = None
     """The pod observed, if any."""
+    queued: bool = False
+    """The Job is suspended, waiting for admission (Kueue); ``message`` says why, in Kueue's words if known."""
 
 
 def condition(obj: RawObject, kind: str) -> Mapping[str, Any] | None:
@@ -215,8 +220,11 @@ def _deadline(job: RawObject, pod: RawObject | None, seen_running: bool) -> Obse
     return Observation('finished', reason, infrastructure(reason), pod_name=name)
 
 
-def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool = False) -> Observation:
+def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool = False,
+            waits_because: str | None = None) -> Observation:
     """Classify one node attempt from its Job (None when absent) and that Job's pods.
+
+    ``waits_because``: why Kueue has not admitted the Job (``admission.reason`` of its Workload), if known.
 
     ``seen_running``: the operator saw this attempt's container running before. The Job controller deletes
     the pods of a Job past its deadline, and then nothing in the Job tells a program that overran from a
@@ -227,10 +235,11 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
         return Observation('missing', "no Job")
     pod = latest_pod(pods)
     phase = pod.get('status', {}).get('phase') if pod is not None else None
-    if job.get('spec', {}).get('suspend') and condition(job, 'Complete') is None and phase != 'Succeeded':
+    if admission.suspended(job) and phase != 'Succeeded':
         # Kueue suspended the Job (not admitted yet, or preempted): a pod it ended is not the node's outcome,
         # and the same Job runs again once admitted.
-        return Observation('pending', "queued: the Job is suspended, waiting for admission (Kueue)")
+        why = waits_because or admission.UNKNOWN
+        return Observation('pending', f"queued, waiting for admission (Kueue): {why}", queued=True)
     if pod is not None and phase in ('Succeeded', 'Failed'):
         return _finished_pod(job, pod, seen_running)
     if _deadline_exceeded(job):
@@ -245,7 +254,7 @@ def observe(job: RawObject | None, pods: Sequence[RawObject], seen_running: bool
         return Observation('finished', "Job complete but its pod is gone: the result is lost",
                            infrastructure(LOST_MESSAGE, Details(job=job['metadata']['name'])))
     if pod is None:
-        return Observation('pending', "waiting for the Job controller to create the pod")
+        return Observation('pending', WAITING_FOR_POD)
     return _waiting_pod(pod)
 
 

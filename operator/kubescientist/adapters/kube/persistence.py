@@ -71,6 +71,11 @@ class RunState:
     """Jobs given their TTL by this process (the watch shows it a moment later)."""
     settled: dict[str, int] = dataclasses.field(default_factory=dict)
     """ExperimentNode name -> the run generation its final status was written for: not looked at again."""
+    unseen_jobs: dict[str, tuple[dict[str, Any], datetime.datetime]] = dataclasses.field(default_factory=dict)
+    """Jobs this process created that the watch had not delivered yet (and when): a pass soon after their
+    creation sees them, rather than creating them again."""
+    run_status: dict[str, Any] | None = None
+    """The run status this process last wrote (or is writing): what the next pass compares with."""
     events_seen: int = 0
     """Journal events already turned into Kubernetes Events."""
     records: bool = False
@@ -125,15 +130,13 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
         saved = None  # a new run, or an older run of the same name: start afresh
     journal_store = S3JournalStore(store, uid)
     journal = (journal_store.load() if saved else None) or Journal()
-    idea = None
-    if llm.llm_enabled(spec):
-        try:
-            idea = llm.resolve_idea(run, spec, kube)
-        except llm.AgentProblem as err:
-            raise Stalled(str(err)) from None
+    try:  # offline too: a run whose idea cannot be found must not start (the CRD says so)
+        idea = llm.resolve_idea(run, spec, kube)
+    except llm.AgentProblem as err:
+        raise Stalled(str(err)) from None
     if saved and saved.get('template'):
         template = reload_template(store, saved['template'])
-    elif spec.template is None and idea is not None:
+    elif spec.template is None and llm.llm_enabled(spec):
         template = template_free(idea.title)
     elif spec.template is None:
         raise TemplateProblem("spec.template: absent, so the run is template-free and needs an LLM to write code; "
@@ -142,9 +145,10 @@ def load(run: Mapping[str, Any], spec: RunSpec, kube: Kube, store: Store, now: d
         template = materialise(spec.template, store, lambda cm: kube.get('v1', 'configmaps', namespace, cm),
                                lambda bucket, key: store.get(key, bucket))
     agent = None
-    if idea is not None:
+    if llm.llm_enabled(spec):
         try:
-            code = template_code(template.root, template.space) if template.template is not None else None
+            code = template_code(template.root, template.space, spec.template.args if spec.template else ()) \
+                if template.template is not None else None
             agent = llm.build(run, spec, kube, store, idea, code)
         except llm.AgentProblem as err:
             template.close()

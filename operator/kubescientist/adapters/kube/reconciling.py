@@ -23,6 +23,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,10 +32,11 @@ from experiment_runtime import parse_result
 from experiment_runtime.pod import ARTIFACTS
 from kubescientist.adapters import metrics, results
 from kubescientist.adapters.driving import Step
-from kubescientist.adapters.kube import (manifests, naming, node_environment, outcomes, persistence, queueing,
-                                        statuses)
+from kubescientist.adapters.kube import (admission, manifests, naming, node_environment, outcomes, persistence,
+                                        queueing, statuses)
 from kubescientist.adapters.kube.clients import ApiError, Kube
 from kubescientist.adapters.kube.config import Settings
+from kubescientist.adapters.kube.outbox import Outbox, Write
 from kubescientist.adapters.kube.papers import Papers
 from kubescientist.adapters.kube.persistence import RunState
 from kubescientist.adapters.kube.storage import S3Config, Store, StorageError
@@ -45,9 +47,11 @@ from kubescientist.core.summary import node_counts
 
 log = logging.getLogger('kubescientist.operator')
 
-WRITERS = 8
-"""Threads per operator that make a pass's independent API writes concurrently."""
+WRITERS = 32
+"""Threads per operator that make passes' independent API writes concurrently (they mostly wait)."""
 JOB_NAME_LABEL = 'batch.kubernetes.io/job-name'
+UNSEEN_JOB_SECONDS = 60.0
+"""How long a Job this process created counts as existing although the watch has not shown it."""
 RUN_EVENTS = {'stage-started': ('Normal', 'StageStarted'), 'stage-ended': ('Normal', 'StageEnded'),
               'budget': ('Normal', 'BudgetExhausted'), 'run-ended': ('Normal', 'SearchEnded'),
               'retry': ('Warning', 'NodeRetried')}
@@ -82,8 +86,8 @@ class Pass:
     """When the watch first showed each folded pod finished (epoch seconds), where it says."""
     indexed: frozenset[str] = frozenset()
     """Names of the ExperimentNodes the operator's index holds (empty: no index was given)."""
-    reacted: bool = False
-    """Whether this pass already measured its reaction latency (at its first Job)."""
+    queued: list[str | None] = dataclasses.field(default_factory=list)
+    """For each node whose Job waits for admission (Kueue): why, in Kueue's words (None: not said yet)."""
 
 
 class Reconciler:
@@ -91,7 +95,10 @@ class Reconciler:
 
     def __init__(self, kube: Kube, settings: Settings, *,
                  store_factory: Callable[[S3Config, str, str], Store] = Store,
-                 clock: Callable[[], datetime.datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime.datetime] = utcnow,
+                 lanes: concurrent.futures.Executor | None = None) -> None:
+        """``lanes``: threads where runs' status writes wait behind their passes (None: a pass makes them
+        before it returns, as tests want)."""
         self.kube = kube
         self.settings = settings
         self.store_factory = store_factory
@@ -99,9 +106,14 @@ class Reconciler:
         self.papers = Papers(kube, settings)
         self.writer = concurrent.futures.ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix='write')
         """Makes a pass's independent API writes (node statuses, Events) at once rather than one after another."""
+        self.lanes = lanes
         self.runs: dict[tuple[str, str], RunState] = {}
+        self.workloads_unreadable: set[str] = set()
+        """Namespaces whose Kueue Workloads could not be listed (said once in the log, not every pass)."""
+        self.outboxes: dict[tuple[str, str], Outbox] = {}
 
     def forget(self, namespace: str, name: str) -> None:
+        self.outboxes.pop((namespace, name), None)
         state = self.runs.pop((namespace, name), None)
         if state is not None:
             state.template.close()
@@ -143,6 +155,8 @@ class Reconciler:
         if (missing := node_environment.dataset_problems(self.kube, namespace, spec)) is not None:
             return self._stalled(run, previous, generation, missing, spec)
 
+        outbox = self.outboxes.setdefault((namespace, name), Outbox(self.lanes, self.writer))
+        outbox.settle()
         step = self._look(run, state, indexed, children)
         elapsed = (now - persistence.parse_time(state.start_time)).total_seconds()
         step.decided = state.driver.step(self._fold(run, state, step), elapsed)
@@ -152,15 +166,15 @@ class Reconciler:
         self._materialise(run, state, step)
         if state.engine.done and state.journal.phase == 'succeeded':
             self.papers.advance(run, state, step.jobs, step.pods, step.stalled)
-        self._write_node_statuses(run, state, step, generation, now)
-        self._post_events(run, state, step)
-        self._expire(run, state, step)  # last: the next Jobs and statuses matter sooner
         view = statuses.RunView(spec=spec, journal=state.journal, best=state.engine.best(), writeup=state.writeup,
                                 review=state.review, start_time=state.start_time,
                                 stalled='; '.join(step.stalled) or None,
                                 llm=state.agent.accounts() if state.agent is not None else None,
-                                llm_stopped=state.llm_stopped, gate=statuses.gate_text(state.engine))
-        self._write_run_status(run, view, previous, generation, now)
+                                llm_stopped=state.llm_stopped, gate=statuses.gate_text(state.engine),
+                                waiting=admission.waiting(step.queued))
+        outbox.send([*self._node_status_writes(run, state, step, generation, now),
+                     *self._event_writes(run, state, step), *self._expiry_writes(run, state, step),
+                     *self._run_status_writes(run, view, state.run_status or previous, generation, now, state)])
         phase, _ = statuses.run_phase(view)
         self._observe(namespace, name, state, phase, now)
         return self.settings.idle_resync_seconds if phase in ('Succeeded', 'Failed') else self.settings.resync_seconds
@@ -174,6 +188,11 @@ class Reconciler:
             children = Children(jobs=self.kube.list('batch/v1', 'jobs', namespace, selector),
                                 pods=self.kube.list('v1', 'pods', namespace, selector))
         jobs = {j['metadata']['name']: dict(j) for j in children.jobs}
+        for job_name, (job, created) in list(state.unseen_jobs.items()):
+            if job_name in jobs or (self.clock() - created).total_seconds() > UNSEEN_JOB_SECONDS:
+                del state.unseen_jobs[job_name]  # the watch has it now (or it was deleted meanwhile)
+            else:
+                jobs[job_name] = job
         pods: dict[str, list[dict[str, Any]]] = {}
         for pod in children.pods:
             pods.setdefault((pod['metadata'].get('labels') or {}).get(JOB_NAME_LABEL, ''), []).append(dict(pod))
@@ -214,13 +233,20 @@ class Reconciler:
         """The outcomes of running nodes whose attempt ended, from their Jobs and pods (or their status)."""
         name = run['metadata']['name']
         finished: list[tuple[str, Outcome]] = []
-        for node in [n for n in state.journal.unfinished() if n.status == 'running']:
+        running = [n for n in state.journal.unfinished() if n.status == 'running']
+        current = {n.id: step.jobs.get(naming.job_name(name, n.id, n.attempts)) for n in running}
+        reasons = self._admission_reasons(run['metadata']['namespace'], [j for j in current.values() if j])
+        for node in running:
             attempt = node.attempts
             job_name = naming.job_name(name, node.id, attempt)
             node_name = naming.node_name(name, node.id)
             seen = state.written.get(node_name) or step.nodes.get(node_name, {}).get('status') or {}
             seen_running = bool(seen.get('startTime')) and seen.get('attempts') == attempt
-            observation = outcomes.observe(step.jobs.get(job_name), step.pods.get(job_name, []), seen_running)
+            job = current[node.id]
+            why = reasons.get(str(job['metadata'].get('uid'))) if job is not None else None
+            observation = outcomes.observe(job, step.pods.get(job_name, []), seen_running, why)
+            if observation.queued:
+                step.queued.append(why)
             artifacts = state.store.uri(state.store.node_key(node.id, attempt))
             step.views[node.id] = statuses.NodeView(job_name=job_name, observation=observation,
                                                     artifacts_uri=artifacts, started_at=observation.started_at)
@@ -243,6 +269,27 @@ class Reconciler:
                 finished.append((node.id, outcome))
                 step.views.pop(node.id, None)
         return finished
+
+    def _admission_reasons(self, namespace: str, jobs: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        """Job uid -> why Kueue has not admitted it, for those of ``jobs`` that wait for admission.
+
+        One list call, and only when some Job waits: the Workloads of exactly those Jobs (by Kueue's uid label).
+        Without Kueue's API (not installed, not granted) the nodes wait with a generic message.
+        """
+        query = admission.selector(str(j['metadata']['uid']) for j in jobs
+                                   if admission.suspended(j) and j['metadata'].get('uid'))
+        if query is None:
+            return {}
+        try:
+            workloads = self.kube.list(*admission.WORKLOADS, namespace, query)
+        except ApiError as err:
+            if namespace not in self.workloads_unreadable:
+                self.workloads_unreadable.add(namespace)
+                log.warning("namespace %s: cannot list Kueue Workloads (%s); queued nodes wait without Kueue's "
+                            "reason", namespace, err)
+            return {}
+        self.workloads_unreadable.discard(namespace)
+        return admission.reasons_by_job(workloads)
 
     def _result(self, state: RunState, node: Node, attempt: int, observation: outcomes.Observation,
                 where: Details) -> Outcome:
@@ -271,48 +318,58 @@ class Reconciler:
     # -- new work ----------------------------------------------------------------------------------------
 
     def _materialise(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
-        """Create what the (saved) journal implies and the API lacks: ExperimentNodes, then Jobs."""
-        meta = run['metadata']
-        namespace, name = meta['namespace'], meta['name']
-        owner = manifests.run_owner(name, meta['uid'])
-        for node in state.journal.nodes.values():
-            node_name = naming.node_name(name, node.id)
-            if node_name in state.node_uids:
-                continue
-            code = state.template.code_for(node.config, state.store)
-            created = self.kube.create(manifests.experiment_node(name, namespace, owner, state.spec, node,
-                                                                 code.hash, code.uri))
-            state.node_uids[node_name] = created['metadata']['uid']
-            state.written.setdefault(node_name, dict(created.get('status') or {}))
+        """Create what the (saved) journal implies and the API lacks: each node's ExperimentNode, then its Job
+        (owned by it); the nodes at once, as the next Jobs are what the run waits for."""
+        name = run['metadata']['name']
+        missing = [n for n in state.journal.nodes.values() if naming.node_name(name, n.id) not in state.node_uids]
         launched = {n.id for n in step.decided.launches}
+        unstarted = []
         for node in state.journal.unfinished():
-            if node.status != 'running':
-                continue
-            job_name = naming.job_name(name, node.id, node.attempts)
-            if job_name in step.jobs:
-                continue
             view = step.views.get(node.id)
+            if node.status != 'running' or naming.job_name(name, node.id, node.attempts) in step.jobs:
+                continue
             if node.id not in launched and view is not None and view.observation is not None \
                     and view.observation.state != 'missing':
                 continue
-            job = self._node_job(run, state, node)
-            created = self.kube.create(job)
-            self._reacted(step)
-            step.jobs[job_name] = created
-            step.views[node.id] = statuses.NodeView(
-                job_name=job_name, observation=outcomes.Observation('pending', f"Job {job_name} created"),
-                artifacts_uri=state.store.uri(state.store.node_key(node.id, node.attempts)))
+            unstarted.append(node)
+        wanted = {n.id: n for n in [*missing, *unstarted]}
+        unstarted_ids = {n.id for n in unstarted}
+        created = list(self.writer.map(lambda node: self._create(run, state, step, node, node.id in unstarted_ids),
+                                       wanted.values()))
+        self._reacted(step, min((t for t in created if t is not None), default=None))
 
-    def _reacted(self, step: Pass) -> None:
-        """Reaction latency: from the latest node finish this pass folded to the first Job it creates.
+    def _create(self, run: Mapping[str, Any], state: RunState, step: Pass, node: Node,
+                start: bool) -> datetime.datetime | None:
+        """The node's ExperimentNode if the API lacks it, then (``start``) the Job of its current attempt;
+        returns when the Job was created."""
+        meta = run['metadata']
+        namespace, name = meta['namespace'], meta['name']
+        node_name = naming.node_name(name, node.id)
+        if node_name not in state.node_uids:
+            code = state.template.code_for(node.config, state.store)
+            created = self.kube.create(manifests.experiment_node(name, namespace, manifests.run_owner(name, meta['uid']),
+                                                                 state.spec, node, code.hash, code.uri))
+            state.node_uids[node_name] = created['metadata']['uid']
+            state.written.setdefault(node_name, dict(created.get('status') or {}))
+        if not start:
+            return None
+        job_name = naming.job_name(name, node.id, node.attempts)
+        step.jobs[job_name] = self.kube.create(self._node_job(run, state, node))
+        state.unseen_jobs[job_name] = (step.jobs[job_name], self.clock())
+        step.views[node.id] = statuses.NodeView(
+            job_name=job_name, observation=outcomes.Observation('pending', outcomes.WAITING_FOR_POD),
+            artifacts_uri=state.store.uri(state.store.node_key(node.id, node.attempts)))
+        return self.clock()
+
+    @staticmethod
+    def _reacted(step: Pass, now: datetime.datetime | None) -> None:
+        """Reaction latency: from the latest node finish this pass folded to the first Job it created (``now``).
 
         The finish is when the operator's watch first showed the pod finished (to the millisecond); the
         container's finishedAt (one-second resolution) only where the watch did not say.
         """
-        if step.reacted or not step.decided.finished:
+        if now is None or not step.decided.finished:
             return
-        step.reacted = True
-        now = self.clock()
         if step.finished_seen:
             metrics.reaction_latency(max(0.0, now.timestamp() - max(step.finished_seen)))
             return
@@ -321,11 +378,12 @@ class Reconciler:
         if stamps:
             metrics.reaction_latency(max(0.0, (now - max(stamps)).total_seconds()))
 
-    def _expire(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
+    def _expiry_writes(self, run: Mapping[str, Any], state: RunState, step: Pass) -> list[Write]:
         """Give the Jobs of folded attempts a TTL (their outcomes are saved), so that the finished Jobs and
         pods of a long run do not pile up in the API and in the watches."""
         ttl = self.settings.finished_job_ttl_seconds
         namespace, name = run['metadata']['namespace'], run['metadata']['name']
+        writes = []
         for job_name, job in step.jobs.items():
             labels = job['metadata'].get('labels') or {}
             node = state.journal.nodes.get(labels.get(naming.NODE_LABEL, ''))
@@ -335,12 +393,11 @@ class Reconciler:
                 continue
             if node.status == 'running' and job_name == naming.job_name(name, node.id, node.attempts):
                 continue  # the attempt still running (or not folded yet)
-            try:
-                self.kube.patch('batch/v1', 'jobs', namespace, job_name, {'spec': {'ttlSecondsAfterFinished': ttl}})
-            except ApiError as err:
-                if err.status != 404:
-                    raise
             state.expired.add(job_name)
+            writes.append(Write(functools.partial(self.kube.patch, 'batch/v1', 'jobs', namespace, job_name,
+                                                  {'spec': {'ttlSecondsAfterFinished': ttl}}),
+                                functools.partial(_expiry_failed, state, job_name)))
+        return writes
 
     def _node_job(self, run: Mapping[str, Any], state: RunState, node: Node) -> dict[str, Any]:
         meta = run['metadata']
@@ -359,11 +416,12 @@ class Reconciler:
 
     # -- status and events -------------------------------------------------------------------------------
 
-    def _write_node_statuses(self, run: Mapping[str, Any], state: RunState, step: Pass, generation: int,
-                             now: datetime.datetime) -> None:
+    def _node_status_writes(self, run: Mapping[str, Any], state: RunState, step: Pass, generation: int,
+                            now: datetime.datetime) -> list[Write]:
+        """Status patches of the ExperimentNodes whose status changed, assumed written (undone if not)."""
         meta = run['metadata']
         namespace, name = meta['namespace'], meta['name']
-        writes: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = []
+        writes = []
         for node in state.journal.nodes.values():
             node_name = naming.node_name(name, node.id)
             if state.settled.get(node_name) == generation:
@@ -384,31 +442,15 @@ class Reconciler:
                 continue
             # Keys that vanished must be removed, hence null for them in the merge patch.
             patch: dict[str, Any] = {**{k: None for k in previous if k not in desired}, **desired}
-            writes.append((node_name, patch, desired, final))
-
-        def write(node_name: str, patch: dict[str, Any]) -> bool:
-            try:
-                self.kube.patch_status(naming.API_VERSION, naming.NODES, namespace, node_name, patch)
-            except ApiError as err:
-                if err.status != 404:
-                    raise
-                return False
-            return True
-
-        # The patches are independent: made at once, each waiting on the API only for itself.
-        done = list(self.writer.map(write, [w[0] for w in writes], [w[1] for w in writes]))
-        for (node_name, _, desired, final), ok in zip(writes, done):
-            if not ok:
-                # Deleted by hand: the next pass creates it again (the journal still has the node).
-                log.warning("ExperimentNode %s/%s vanished; it will be created again", namespace, node_name)
-                state.node_uids.pop(node_name, None)
-                state.written.pop(node_name, None)
-                continue
             state.written[node_name] = desired
             if final:
                 state.settled[node_name] = generation
+            writes.append(Write(functools.partial(self.kube.patch_status, naming.API_VERSION, naming.NODES,
+                                                  namespace, node_name, patch),
+                                functools.partial(_node_status_failed, state, namespace, node_name)))
+        return writes
 
-    def _post_events(self, run: Mapping[str, Any], state: RunState, step: Pass) -> None:
+    def _event_writes(self, run: Mapping[str, Any], state: RunState, step: Pass) -> list[Write]:
         metric = state.spec.objective.metric
         events: list[tuple[str, str, str]] = []
         for node, outcome in step.decided.finished:
@@ -425,23 +467,39 @@ class Reconciler:
             if event.kind in RUN_EVENTS:
                 events.append((*RUN_EVENTS[event.kind], event.message))
         state.events_seen = len(state.journal.events)
-        list(self.writer.map(lambda e: self.kube.event(run, *e), events))
+        return [Write(functools.partial(self.kube.event, run, *event)) for event in events]
 
-    def _write_run_status(self, run: Mapping[str, Any], view: statuses.RunView, previous: Mapping[str, Any],
-                          generation: int, now: datetime.datetime) -> None:
+    def _run_status_writes(self, run: Mapping[str, Any], view: statuses.RunView, previous: Mapping[str, Any],
+                           generation: int, now: datetime.datetime, state: RunState | None = None) -> list[Write]:
+        """The run's status patch (and an Event when its phase changes); ``state`` keeps it as assumed written
+        (the run's body, from the watch, may not show it yet when the next pass starts)."""
         meta = run['metadata']
         desired = statuses.run_status(view, meta['name'], previous, generation, persistence.rfc3339(now))
         if _same(desired, previous):
-            return
+            return []
+        writes = []
         if statuses.run_phase(view)[0] != previous.get('phase'):
-            self.kube.event(run, 'Warning' if desired['phase'] == 'Failed' else 'Normal', f"Phase{desired['phase']}",
-                            f"phase {previous.get('phase') or '-'} -> {desired['phase']}: {desired.get('message', '')}")
+            writes.append(Write(functools.partial(
+                self.kube.event, run, 'Warning' if desired['phase'] == 'Failed' else 'Normal',
+                f"Phase{desired['phase']}",
+                f"phase {previous.get('phase') or '-'} -> {desired['phase']}: {desired.get('message', '')}")))
         patch: dict[str, Any] = {**{k: None for k in previous if k not in desired}, **desired}
-        self.kube.patch_status(naming.API_VERSION, naming.RUNS, meta['namespace'], meta['name'], patch)
+        if state is not None:
+            state.run_status = desired
+        writes.append(Write(functools.partial(self.kube.patch_status, naming.API_VERSION, naming.RUNS,
+                                              meta['namespace'], meta['name'], patch),
+                            functools.partial(_run_status_failed, state)))
+        return writes
+
+    def _write_run_status(self, run: Mapping[str, Any], view: statuses.RunView, previous: Mapping[str, Any],
+                          generation: int, now: datetime.datetime) -> None:
+        for write in self._run_status_writes(run, view, previous, generation, now):
+            write.call()
 
     def _stalled(self, run: Mapping[str, Any], previous: Mapping[str, Any], generation: int, why: str,
                  spec: RunSpec | None = None) -> float:
         """Report a run that cannot start or go on (status Pending with a Stalled condition)."""
+        self._status_unknown(run)
         log.warning("run %s/%s stalled: %s", run['metadata']['namespace'], run['metadata']['name'], why)
         if spec is None:
             status = {'phase': 'Pending', 'observedGeneration': generation, 'message': why[:statuses.MAX_MESSAGE]}
@@ -454,11 +512,18 @@ class Reconciler:
         self._write_run_status(run, view, previous, generation, self.clock())
         return self.settings.resync_seconds * 3
 
+    def _status_unknown(self, run: Mapping[str, Any]) -> None:
+        """The run status is written outside the pass: the next pass compares with the run's body again."""
+        state = self.runs.get((run['metadata']['namespace'], run['metadata']['name']))
+        if state is not None:
+            state.run_status = None
+
     def report_error(self, run: Mapping[str, Any], error: BaseException) -> None:
         """A pass failed unexpectedly: say so in the run's Stalled condition (the next pass retries)."""
         previous = run.get('status') or {}
         generation = int(run['metadata'].get('generation') or 0)
         now = persistence.rfc3339(self.clock())
+        self._status_unknown(run)
         message = f"reconcile error: {type(error).__name__}: {error}"[:statuses.MAX_MESSAGE]
         conditions = [c for c in previous.get('conditions') or () if c.get('type') != 'Stalled']
         conditions.append(statuses.set_condition(previous.get('conditions') or (), 'Stalled', True, 'ReconcileError',
@@ -469,6 +534,30 @@ class Reconciler:
                                                              'phase': previous.get('phase') or 'Pending'})
         except Exception:  # noqa: BLE001 - reporting must not hide the original error
             log.exception("could not report the error on the run")
+
+
+def _node_status_failed(state: RunState, namespace: str, node_name: str, error: BaseException) -> bool:
+    state.written.pop(node_name, None)
+    state.settled.pop(node_name, None)
+    if isinstance(error, ApiError) and error.status == 404:
+        # Deleted by hand: the next pass creates it again (the journal still has the node).
+        log.warning("ExperimentNode %s/%s vanished; it will be created again", namespace, node_name)
+        state.node_uids.pop(node_name, None)
+        return True
+    return False
+
+
+def _expiry_failed(state: RunState, job_name: str, error: BaseException) -> bool:
+    if isinstance(error, ApiError) and error.status == 404:
+        return True  # gone already
+    state.expired.discard(job_name)
+    return False
+
+
+def _run_status_failed(state: RunState | None, error: BaseException) -> bool:
+    if state is not None:
+        state.run_status = None
+    return isinstance(error, ApiError) and error.status == 404  # the run is being deleted
 
 
 def finished_view(node: Node, job_name: str) -> statuses.NodeView:

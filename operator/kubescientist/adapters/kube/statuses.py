@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from kubescientist.adapters.kube import naming
+from kubescientist.adapters.kube.admission import Waiting
 from kubescientist.adapters.kube.outcomes import Observation
 from kubescientist.core.engine import Engine
 from kubescientist.core.journal import Journal, Node
@@ -162,6 +163,8 @@ class RunView:
     """Why no new LLM work starts (a cap reached, the endpoint gone), once that happened."""
     gate: str | None = None
     """The stage gate the run waits at, with its best node and metric (``Engine.gate_message``); None if none."""
+    waiting: Waiting = Waiting()
+    """The run's nodes whose Jobs wait for admission (Kueue), and why."""
 
 
 def gate_text(engine: Engine) -> str | None:
@@ -216,13 +219,14 @@ def run_status(view: RunView, run_name: str, previous: Mapping[str, Any], genera
     phase, reason = run_phase(view)
     journal = view.journal
     before = previous.get('conditions') or ()
+    queued = bool(view.spec.raw.get('queueName'))
     status: dict[str, Any] = {'phase': phase, 'observedGeneration': generation}
     if view.start_time:
         status['startTime'] = view.start_time
     message = view.problem or ''
     if journal is not None:
         counts = node_counts(journal.nodes.values())
-        status['nodes'] = counts
+        status['nodes'] = {**counts, 'waitingForAdmission': view.waiting.count} if queued else counts
         stage = next((s for s in journal.stages if s.status == 'searching'), None) or next(
             (s for s in reversed(journal.stages) if s.status in ('done', 'failed')), None)
         if stage is not None:
@@ -286,11 +290,25 @@ def run_status(view: RunView, run_name: str, previous: Mapping[str, Any], genera
         status['conditions'].append(cond('AwaitingApproval', view.gate is not None,
                                          'StageGate' if view.gate else 'NotWaiting',
                                          view.gate or 'no stage gate is waiting for approval'))
+    if queued:  # only runs that go through Kueue carry the condition
+        status['conditions'].append(cond('Queued', view.waiting.count > 0,
+                                         'WaitingForAdmission' if view.waiting.count else 'NoneWaiting',
+                                         queued_text(view.waiting)))
+        if view.waiting.count and searching:
+            status['message'] = _clip(f"{status['message']}; {queued_text(view.waiting)}", MAX_MESSAGE)
     if view.gate and phase == 'Searching':
         status['message'] = _clip(f"awaiting approval: {view.gate}", MAX_MESSAGE)
     if searching and view.stalled:
         status['message'] = _clip(f"stalled: {view.stalled}", MAX_MESSAGE)
     return status
+
+
+def queued_text(waiting: Waiting) -> str:
+    """What the run's ``Queued`` condition says."""
+    if not waiting.count:
+        return "no node waits for admission"
+    nodes = "1 node waits" if waiting.count == 1 else f"{waiting.count} nodes wait"
+    return f"{nodes} for admission (Kueue): {waiting.message}"
 
 
 def _step_text(step: Step, what: str) -> str:

@@ -32,6 +32,8 @@ from kubescientist.paper import PaperResult, Reference, awrite_paper
 from kubescientist.review import ReviewReport, areview
 
 def resolve_idea(spec: RunSpec, manifest_dir: pathlib.Path) -> Idea:
+    """The run's idea; an ideas file that cannot be read, or has no entry of the name, is an AgentError
+    naming the field (``spec.idea.ideasFile.path`` or ``.name``) and, for a name, the names there are."""
     if spec.idea.inline is not None:
         return Idea.from_inline(spec.idea.inline)
     if spec.idea.ideas_file is not None:
@@ -41,8 +43,18 @@ def resolve_idea(spec: RunSpec, manifest_dir: pathlib.Path) -> Idea:
             text = file.read_text()
         except OSError as exc:
             raise AgentError(f"spec.idea.ideasFile.path: {file}: {exc.strerror}") from None
-        return find_idea(load_ideas(text, str(file)), name, str(file))
-    raise AgentError("spec.idea: only inline ideas and ideasFile work in local mode")
+        except UnicodeDecodeError:
+            raise AgentError(f"spec.idea.ideasFile.path: {file}: not a text file") from None
+        try:
+            entries = load_ideas(text, str(file))
+        except AgentError as exc:
+            raise AgentError(f"spec.idea.ideasFile.path: {exc}") from None
+        try:
+            return find_idea(entries, name, str(file))
+        except (AgentError, ValueError) as exc:
+            raise AgentError(f"spec.idea.ideasFile.name: {exc}") from None
+    raise AgentError("spec.idea: only inline ideas and ideasFile work in local mode "
+                     "(configMapRef is for in-cluster runs)")
 
 
 def _tail(path: pathlib.Path) -> str:
@@ -69,7 +81,7 @@ def _agent_log(path: pathlib.Path) -> logging.Handler:
 
 
 class LocalAgent(AgentCalls):
-    def __init__(self, spec: RunSpec, manifest_dir: pathlib.Path, run_dir: RunDir,
+    def __init__(self, spec: RunSpec, idea: Idea, run_dir: RunDir,
                  template: TemplateCode | None, *, resume: bool) -> None:
         self.spec = spec
         self.run_dir = run_dir
@@ -85,7 +97,7 @@ class LocalAgent(AgentCalls):
             self.goal_checked = {str(k): int(v) for k, v in (saved.get("goalChecked") or {}).items()}
             self._earlier = list(saved.get("calls", []))
         self.ledger.on_record = lambda _call: self.save()
-        context = ResearchContext.from_spec(spec, resolve_idea(spec, manifest_dir), template)
+        context = ResearchContext.from_spec(spec, idea, template)
         self.proposer = LLMProposer(self.client, context, self.output)
         self._loop = asyncio.Runner()
         # Opened on the first record: the run folder may not exist yet.
@@ -198,4 +210,4 @@ class PaperAgent:
         self._log.close()
 
 
-__all__ = ["LocalAgent", "PaperAgent"]
+__all__ = ["LocalAgent", "PaperAgent", "resolve_idea"]

@@ -37,6 +37,11 @@ class RunDir:
         return self.root / "summary.json"
 
     @property
+    def idea(self) -> pathlib.Path:
+        """The idea of a run whose manifest names it elsewhere (an ideas file), as the run started with it."""
+        return self.root / "idea.json"
+
+    @property
     def tree_html(self) -> pathlib.Path:
         """The self-contained visualisation of the search tree."""
         return self.root / "tree.html"

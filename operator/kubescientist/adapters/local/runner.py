@@ -28,7 +28,7 @@ from experiment_runtime import load_template, prepare_workdir
 from kubescientist.adapters import results
 from kubescientist.adapters.driving import Driver, Step
 from kubescientist.adapters.llm import llm_enabled, template_code
-from kubescientist.adapters.local.agent import LocalAgent
+from kubescientist.adapters.local.agent import LocalAgent, resolve_idea
 from kubescientist.adapters.local.environment import RequirementsError, node_args
 from kubescientist.adapters.local.executors import Executors, RunnerBusy
 from kubescientist.adapters.local.files import read_json, write_json
@@ -97,6 +97,10 @@ class LocalRunner:
             self.template_root = self._resolve_template(run, manifest)
             self.elapsed_before = 0.0
             journal = Journal()
+        try:  # checked offline too: the CRD promises that a run with an unknown idea fails at start
+            idea = resolve_idea(run.spec, manifest.parent)
+        except AgentError as exc:
+            raise RunError(f"{manifest}: {exc}") from None
         self.run = run
         self.spec = run.spec
         self.space = SearchSpace()
@@ -110,12 +114,15 @@ class LocalRunner:
             self.node_args = node_args(run.spec, self.template_root, manifest.parent)
         except RequirementsError as exc:
             raise RunError(f"configuration error: {exc}") from None
+        # '=' joins each to its flag: an argument that itself starts with '--' must not read as an option.
+        self.node_args += [f"--program-arg={arg}" for arg in (run.spec.template.args if run.spec.template else ())]
         self.proposer = OfflineProposer(self.space, run.spec.seed)
         self.agent: LocalAgent | None = None
         if llm_enabled(run.spec):
             try:
-                code = template_code(self.template_root, self.space) if self.template_root else None
-                self.agent = LocalAgent(run.spec, manifest.parent, self.run_dir, code, resume=resume)
+                code = template_code(self.template_root, self.space, self.spec.template.args if self.spec.template
+                                     else ()) if self.template_root else None
+                self.agent = LocalAgent(run.spec, idea, self.run_dir, code, resume=resume)
             except AgentError as exc:
                 raise RunError(f"spec.llm: {exc}") from None
         # With an LLM, it judges each stage's best (and whether a stage met its goal early).
@@ -126,6 +133,10 @@ class LocalRunner:
         if not resume:
             self.run_dir.root.mkdir(parents=True, exist_ok=True)
             self.run_dir.manifest.write_text(yaml.safe_dump(valid, sort_keys=False))
+            if run.spec.idea.inline is None:  # the paper's title and framing, offline too
+                write_json(self.run_dir.idea, {
+                    "name": idea.name, "title": idea.title, "hypothesis": idea.hypothesis,
+                    "description": idea.description or idea.abstract, "experiments": list(idea.experiments)})
         self.sandbox_warning = self._probe_sandbox()
         try:  # one runner per run; what a crashed runner left running is stopped before any node runs again
             self.executors = Executors.claim(self.run_dir.root)
