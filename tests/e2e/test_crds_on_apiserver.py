@@ -125,7 +125,7 @@ def test_printer_columns_and_category(cluster: Cluster, kubescientist_crds: list
     header = cluster.kubectl("get", "rr", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "PHASE", "STAGE", "DONE", "TOTAL", "BEST", "AGE"]
     wide = cluster.kubectl("get", "rr", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
-    assert wide[-3:] == ["METRIC", "BEST-NODE", "MESSAGE"]
+    assert wide[-4:] == ["METRIC", "BEST-NODE", "QUEUED", "MESSAGE"]
     en_header = cluster.kubectl("get", "en", "-n", namespace).stdout.splitlines()[0].split()
     assert en_header == ["NAME", "RUN", "STAGE", "ACTION", "PHASE", "METRIC", "AGE"]
 
