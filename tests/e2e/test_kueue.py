@@ -240,9 +240,12 @@ def test_a_higher_priority_run_preempts_an_exploratory_node_which_runs_again(
         def low_waits() -> bool:
             low.update(get(cluster, "researchrun", namespace, "low").get("status") or {})
             condition = next((c for c in low.get("conditions") or () if c["type"] == "Queued"), {})
-            return condition.get("status") == "True" and (low.get("nodes") or {}).get("waitingForAdmission", 0) >= 1
+            told = "Preempted" in condition.get("message", "") or KUEUE_NO_QUOTA in condition.get("message", "")
+            return condition.get("status") == "True" and told and \
+                (low.get("nodes") or {}).get("waitingForAdmission", 0) >= 1
 
-        # The preempted node waits to be admitted again, and its run says so in Kueue's words.
+        # The preempted node waits to be admitted again, and its run says so in Kueue's words (from the pass
+        # after Kueue wrote them on the Workload: a pass right after the preemption may not have them yet).
         cluster.wait_for("the low run to count its preempted node as waiting for admission", low_waits, 60)
         why = next(c for c in low["conditions"] if c["type"] == "Queued")["message"]
         assert "Preempted" in why or KUEUE_NO_QUOTA in why, why
