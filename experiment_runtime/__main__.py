@@ -3,7 +3,7 @@
     python -m experiment_runtime pod --code-url URL --config-json JSON [--put-url NAME=URL ...] ...
     python -m experiment_runtime run-node --code DIR --node-dir DIR --config FILE \\
         [--deadline SECONDS] [--memory BYTES] [--max-file-bytes BYTES] [--max-processes N] \\
-        [--max-output-bytes BYTES] [--max-disk-bytes BYTES] [--kill-grace SECONDS] \\
+        [--max-output-bytes BYTES] [--max-disk-bytes BYTES] [--shm-bytes BYTES] [--kill-grace SECONDS] \\
         [--sandbox-uid UID] [--sandbox-gid GID] [--keep-root] [--python PATH] \\
         [--cpus N] [--network] [--hide DIR ...] [--dataset SOURCE:TARGET ...] [--env NAME=VALUE ...] \\
         [--program-arg=ARG ...]
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             max_processes=args.max_processes,
             max_output_bytes=args.max_output_bytes,
             max_disk_bytes=args.max_disk_bytes,
+            shm_bytes=args.shm_bytes,
             kill_grace_seconds=args.kill_grace,
             sandbox_uid=args.sandbox_uid,
             sandbox_gid=args.sandbox_gid,
@@ -136,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--max-disk-bytes", type=_bytes, default=Limits.max_disk_bytes, help="disk use allowed in the work dir"
     )
+    run.add_argument("--shm-bytes", type=_bytes, default=None,
+                     help="size of the program's own /dev/shm tmpfs (default: a folder under the disk quota)")
     run.add_argument("--kill-grace", type=float, default=Limits.kill_grace_seconds, help="SIGTERM to SIGKILL")
     # RLIMIT_NPROC counts a uid's tasks across the whole host (all pods too, without user
     # namespaces): give each node's pod its own uid so that node budgets are independent.

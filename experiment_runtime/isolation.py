@@ -102,15 +102,19 @@ def namespaces_unavailable(uid: int) -> str | None:
 
 def bwrap_command(command: list[str], cwd: Path, *, work_at: Path, tmp: Path | None, shm: Path | None,
                   read_only: tuple[Path, ...], hidden: tuple[Path, ...], network: bool,
-                  binds: tuple[tuple[Path, Path], ...] = ()) -> list[str]:
+                  binds: tuple[tuple[Path, Path], ...] = (), shm_bytes: int | None = None) -> list[str]:
     """The argv that runs `command` in new namespaces, with `cwd` writable and seen at `work_at`, and each
     `(source, target)` of `binds` read-only at its target (which must lie where bwrap can make a mount
-    point: an existing folder, or under a hidden one such as /mnt)."""
+    point: an existing folder, or under a hidden one such as /mnt). /dev/shm is a tmpfs of `shm_bytes`
+    when given (memory, outside the disk quota), else the folder `shm`."""
     args = [BWRAP, *_base_args(network)]
     # First, so that a work dir or a needed path under /tmp is bound on top of the private /tmp.
     args += ["--bind", str(tmp), "/tmp"] if tmp is not None else ["--size", str(_PRIVATE_TMP_BYTES), "--tmpfs", "/tmp"]
-    args += ["--bind", str(shm), "/dev/shm"] if shm is not None else ["--size", str(_PRIVATE_TMP_BYTES), "--tmpfs",
-                                                                        "/dev/shm"]
+    if shm_bytes is not None:
+        args += ["--size", str(shm_bytes), "--tmpfs", "/dev/shm"]
+    else:
+        args += ["--bind", str(shm), "/dev/shm"] if shm is not None else ["--size", str(_PRIVATE_TMP_BYTES),
+                                                                            "--tmpfs", "/dev/shm"]
     always = _existing_dirs([Path(p) for p in HIDDEN_ALWAYS])
     # What the program needs but a hidden folder holds (an interpreter under /root, say) comes back read-only.
     needed = [path for path in _needed(command) if any(path.is_relative_to(h) for h in always)]

@@ -52,6 +52,15 @@ class Limits:
     max_disk_bytes: int = 2 * GIB
     """Total disk use of the work dir, polled while the program runs; exceeding it kills it."""
 
+    shm_bytes: int | None = None
+    """Size of the program's /dev/shm as a tmpfs of its own, outside the disk quota; None keeps /dev/shm a
+    folder of the node's scratch space, under `max_disk_bytes` with the work dir and /tmp.
+
+    A sized /dev/shm is memory, as in a pod (a memory-medium emptyDir): its pages are charged to the
+    writer's control group, so they count against `memory_bytes`, and the kernel refuses writes past
+    the size (ENOSPC). Only with namespaces: without them the program shares the host's /dev/shm.
+    """
+
     kill_grace_seconds: float = 2.0
     """Time between SIGTERM and SIGKILL when the deadline passes."""
 
@@ -100,6 +109,8 @@ class Limits:
             "max_inodes": self.max_inodes,
             "max_kept_bytes": self.max_kept_bytes,
         }
+        if self.shm_bytes is not None:
+            positive["shm_bytes"] = self.shm_bytes
         if self.memory_bytes is not None:
             positive["memory_bytes"] = self.memory_bytes
         for name, value in positive.items():
@@ -111,3 +122,9 @@ class Limits:
             # Dropping to uid 0 would leave RLIMIT_NPROC unenforced while looking sandboxed.
             if value < 1:
                 raise ValueError(f"{name}: must be an unprivileged id (>= 1), got {value}")
+
+
+def max_file_bytes_for(max_disk_bytes: int) -> int:
+    """The file size limit that goes with a disk quota given by the run: no smaller than the quota, so that a
+    run given more disk may also write files as large (a dataset cache, a checkpoint) past the default 1 GiB."""
+    return max(Limits.max_file_bytes, max_disk_bytes)

@@ -72,6 +72,8 @@ _EAGAIN = "[Errno 11]"
 _ENOSPC = "[Errno 28]"
 _KEPT_FILE_BYTES_OVER_QUOTA = 1 << 20
 _DISK_REASON = "wrote more than"
+_SHM_FULL_MARGIN = 1 << 20
+"""Disk use this close to the quota means a full disk, whatever else is full."""
 _INODE_REASON = "created more than"
 
 
@@ -92,8 +94,9 @@ def run_node(
     own arguments (the run's spec.template.args).
 
     The program works in a scratch space of its own (a tmpfs where root) holding its work dir, /tmp and
-    /dev/shm under one quota; when it ends, the work dir is copied to `code/` (without following links,
-    up to `limits.max_kept_bytes`) and the scratch space is freed, whatever became of the program.
+    /dev/shm under one quota (or /dev/shm apart, a tmpfs of `limits.shm_bytes`); when it ends, the work dir
+    is copied to `code/` (without following links, up to `limits.max_kept_bytes`) and the scratch space is
+    freed, whatever became of the program.
     """
     started = time.monotonic()
     started_at = _now()
@@ -259,9 +262,14 @@ def _judge(execution: Execution, limits: Limits) -> tuple[NodeStatus, str | None
     if execution.killed_reason == "inode_quota" or execution.inodes_left == 0:
         return "killed", f"{_INODE_REASON} {limits.max_inodes} files and folders (the inode limit)"
     last = _last_line(execution.stderr)
-    if (execution.killed_reason == "disk_quota" or execution.peak_disk_bytes > limits.max_disk_bytes
-            or _ENOSPC in last):
-        return "killed", f"{_DISK_REASON} {limits.max_disk_bytes} bytes to disk (work dir, /tmp and /dev/shm)"
+    over_disk = execution.killed_reason == "disk_quota" or execution.peak_disk_bytes > limits.max_disk_bytes
+    # A sized /dev/shm fills on its own: out of space with room left on the disk is /dev/shm's doing.
+    if _ENOSPC in last and not over_disk and limits.shm_bytes is not None \
+            and execution.peak_disk_bytes < limits.max_disk_bytes - _SHM_FULL_MARGIN:
+        return "failed", f"/dev/shm is full: it holds {limits.shm_bytes} bytes (spec.runtime.shmSize): {last}"
+    if over_disk or _ENOSPC in last:
+        where = "work dir and /tmp" if limits.shm_bytes is not None else "work dir, /tmp and /dev/shm"
+        return "killed", f"{_DISK_REASON} {limits.max_disk_bytes} bytes to disk ({where})"
     if execution.oom_killed:
         return "killed", f"killed for exceeding the memory limit of {limits.memory_bytes} bytes (all its processes)"
     if execution.signal == signal.SIGXFSZ or "File too large" in last:

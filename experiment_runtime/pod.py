@@ -30,6 +30,7 @@ cannot reach; a pod runs as non-root and never needs it).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -46,7 +47,7 @@ from typing import Any
 
 from experiment_runtime import requirements
 from experiment_runtime.binds import Bind
-from experiment_runtime.limits import Limits
+from experiment_runtime.limits import Limits, max_file_bytes_for
 from experiment_runtime.node import run_node
 from experiment_runtime.result import TERMINATION_MESSAGE_BYTES, NodeResult
 from experiment_runtime.sandbox import SandboxError
@@ -238,7 +239,10 @@ def run_pod(args: argparse.Namespace) -> int:
         absent = requirements.missing(requirements.read(code) + list(args.requirement))
         if absent:
             return _misconfigured(termination_log, requirements.message(absent))
-        limits = Limits(deadline_seconds=args.deadline, drop_privileges=not args.keep_root)
+        limits = Limits(deadline_seconds=args.deadline, drop_privileges=not args.keep_root, shm_bytes=args.shm_bytes)
+        if args.max_disk_bytes is not None:
+            limits = dataclasses.replace(limits, max_disk_bytes=args.max_disk_bytes,
+                                         max_file_bytes=max_file_bytes_for(args.max_disk_bytes))
         result = run_node(code, work / "node", config, limits, env=dict(v.split("=", 1) for v in args.env),
                           datasets=tuple(Bind(Path(p), Path(p)) for p in args.dataset),
                           program_args=tuple(args.program_arg))
@@ -271,6 +275,11 @@ def add_parser(commands: Any) -> None:
                      help=f"presigned PUT URL of one artefact ({', '.join(ARTIFACTS)}); repeatable")
     pod.add_argument("--put-urls-file", type=Path, default=None, help="JSON {name: url}, merged with --put-url")
     pod.add_argument("--deadline", type=float, default=Limits.deadline_seconds, help="the program's wall-clock seconds")
+    pod.add_argument("--max-disk-bytes", type=int, default=None,
+                     help="disk the program may fill, work dir and /tmp (spec.runtime.ephemeralStorage; "
+                          f"default {Limits.max_disk_bytes})")
+    pod.add_argument("--shm-bytes", type=int, default=None,
+                     help="size of the program's /dev/shm (spec.runtime.shmSize)")
     pod.add_argument("--work-dir", type=Path, default=env_path(WORK_DIR_ENV, DEFAULT_WORK_DIR),
                      help=f"scratch folder (default ${WORK_DIR_ENV} or {DEFAULT_WORK_DIR})")
     pod.add_argument("--termination-log", type=Path,

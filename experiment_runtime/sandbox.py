@@ -178,7 +178,7 @@ def execute(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, 
         argv = isolation.bwrap_command(
             command, cwd, work_at=work_at or cwd, tmp=space.tmp if space else None,
             shm=space.shm if space else None, read_only=read_only, hidden=hidden, network=limits.network,
-            binds=binds)
+            binds=binds, shm_bytes=limits.shm_bytes)
     elif any(source != target for source, target in binds):
         _remove(group)
         raise SandboxError(f"cannot show {binds[0][0]} at {binds[0][1]}: no namespaces ({ns_reason})")

@@ -63,6 +63,14 @@ def _dataset_outside_mnt(m: dict[str, Any]) -> None:
     m["spec"]["datasets"] = [{"name": "d", "persistentVolumeClaim": {"claimName": "c"}, "mountPath": "/mnt/a/../etc"}]
 
 
+def _gpu_type_without_gpus(m: dict[str, Any]) -> None:
+    m["spec"]["resources"] = {"gpus": 0, "gpuType": "NVIDIA-H100-80GB-HBM3"}
+
+
+def _zero_shm(m: dict[str, Any]) -> None:
+    m["spec"]["runtime"] = {"shmSize": "0"}
+
+
 def _program_args_setting_out_dir(m: dict[str, Any]) -> None:
     m["spec"]["template"]["args"] = ["--device", "cpu", "--out_dir=/tmp"]
 
@@ -81,10 +89,13 @@ def _stages_out_of_order(m: dict[str, Any]) -> None:
          "stages must be named initial, tuning, research, ablation, in this order"),
         (_secret_variable, "spec.runtime.env[0].name", "looks like a secret"),
         (_dataset_outside_mnt, "spec.datasets[0].mountPath", "mountPath must not contain . or .. segments"),
+        (_gpu_type_without_gpus, "spec.resources.gpuType", "needs resources.gpus greater than zero"),
+        (_zero_shm, "spec.runtime.shmSize", "runtime.shmSize must be a positive quantity"),
         (_program_args_setting_out_dir, "spec.template.args",
          "template.args must not set --out_dir or --config; the runner sets them"),
     ],
-    ids=["maxNodes-0", "two-idea-sources", "stage-order", "secret-env", "dataset-dotdot", "args-out-dir"],
+    ids=["maxNodes-0", "two-idea-sources", "stage-order", "secret-env", "dataset-dotdot", "gpu-type-without-gpus",
+         "shm-zero", "args-out-dir"],
 )
 def test_invalid_researchrun_is_refused_naming_the_field(
     cluster: Cluster, kubescientist_crds: list[str], namespace: str,
@@ -114,7 +125,7 @@ def test_printer_columns_and_category(cluster: Cluster, kubescientist_crds: list
     header = cluster.kubectl("get", "rr", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "PHASE", "STAGE", "DONE", "TOTAL", "BEST", "AGE"]
     wide = cluster.kubectl("get", "rr", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
-    assert wide[-3:] == ["METRIC", "BEST-NODE", "MESSAGE"]
+    assert wide[-4:] == ["METRIC", "BEST-NODE", "QUEUED", "MESSAGE"]
     en_header = cluster.kubectl("get", "en", "-n", namespace).stdout.splitlines()[0].split()
     assert en_header == ["NAME", "RUN", "STAGE", "ACTION", "PHASE", "METRIC", "AGE"]
 

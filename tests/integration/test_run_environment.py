@@ -97,10 +97,14 @@ def test_dataset_is_read_only_in_the_sandbox_and_env_reaches_the_program(workdir
     path = write_manifest(manifest(
         "dataset", DATASET_TEMPLATE, metric="mean", budgets=(1, 1, 1, 1), seeds=0,
         writeup={"enabled": False}, review={"enabled": False},
-        runtime={"env": [{"name": "GREETING", "value": "hello"}]},
+        runtime={"env": [{"name": "GREETING", "value": "hello"}], "shmSize": "64Mi", "ephemeralStorage": "256Mi"},
+        # GPU selectors choose cluster nodes; here they are told about, never a failure.
+        resources={"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3", "gpuMemory": "80Gi"},
         datasets=[{"name": "points", "path": str(data)}]))
     result = cli("run", str(path), "--workdir", str(workdir))
     assert result.returncode == 0, result.stdout + result.stderr
+    assert ("notice: spec.resources gpuType=NVIDIA-H100-80GB-HBM3 and gpuMemory=80Gi select GPU nodes in a "
+            "cluster; this machine") in said(result)
     node = workdir / "dataset" / "nodes" / "n0000"
     assert load(node / "result.json")["status"] == "succeeded", (node / "stderr.txt").read_text()
     means = load(node / "metrics.json")["datasets"]["points"]
@@ -110,10 +114,13 @@ def test_dataset_is_read_only_in_the_sandbox_and_env_reaches_the_program(workdir
     assert (data / "values.txt").read_text() == "1\n2\n6\n"
 
 
-def test_cluster_only_dataset_is_refused_locally(workdir, write_manifest):
+@pytest.mark.parametrize("source", [{"persistentVolumeClaim": {"claimName": "points"}},
+                                    {"configMap": {"name": "points"}}])
+def test_cluster_only_dataset_is_refused_locally(workdir, write_manifest, source):
     path = write_manifest(manifest(
-        "pvconly", DATASET_TEMPLATE, metric="mean", budgets=(1, 1, 1, 1), seeds=0,
-        datasets=[{"name": "points", "persistentVolumeClaim": {"claimName": "points"}}]))
+        "clusteronly", DATASET_TEMPLATE, metric="mean", budgets=(1, 1, 1, 1), seeds=0,
+        datasets=[{"name": "points", **source}]))
     result = cli("run", str(path), "--workdir", str(workdir))
     assert result.returncode != 0
-    assert "spec.datasets[0] (points): a persistentVolumeClaim dataset exists only in a cluster" in said(result)
+    (kind,) = source
+    assert f"spec.datasets[0] (points): a {kind} dataset exists only in a cluster" in said(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kubescientist.adapters.local import environment
+from kubescientist.adapters.local import environment, gpus
 from kubescientist.adapters.local.environment import RequirementsError, prepare, read_requirements
 from kubescientist.adapters.manifest import ManifestError, validate_object
 from kubescientist.core.spec import Dataset, Runtime, run_spec_from_dict
@@ -71,9 +72,13 @@ def test_duplicate_variables_and_overlapping_datasets_are_named() -> None:
 
 
 @pytest.mark.parametrize("dataset, message", [
-    ({"name": "a"}, "spec.datasets[0]: a dataset needs persistentVolumeClaim or s3"),
+    ({"name": "a"}, "spec.datasets[0]: a dataset needs persistentVolumeClaim, configMap or s3"),
     ({"name": "a", "s3": {"uri": "s3://bkt/p"}, "persistentVolumeClaim": {"claimName": "c"}},
-     "spec.datasets[0]: a dataset is either a persistentVolumeClaim or an s3 prefix"),
+     "spec.datasets[0]: a dataset is one of a persistentVolumeClaim, a configMap or an s3 prefix, not several"),
+    ({"name": "a", "configMap": {"name": "labels"}, "persistentVolumeClaim": {"claimName": "c"}},
+     "spec.datasets[0]: a dataset is one of a persistentVolumeClaim, a configMap or an s3 prefix, not several"),
+    ({"name": "a", "configMap": {"name": "Labels_1"}}, "spec.datasets[0].configMap.name: must match"),
+    ({"name": "a", "configMap": {}}, "spec.datasets[0].configMap.name: required field is missing"),
     ({"name": "a", "path": "p", "mountPath": "/data/a"}, "spec.datasets[0].mountPath: must match"),
     ({"name": "a", "path": "p", "mountPath": "/mnt/a/../etc"}, "spec.datasets[0].mountPath: mountPath must not"),
     ({"name": "a", "s3": {"uri": "s3://bkt/p", "maxSize": "0"}}, "spec.datasets[0].s3.maxSize: maxSize must be"),
@@ -122,3 +127,56 @@ def test_virtualenv_is_built_once_per_requirements_and_runs_them(tmp_path: pathl
     other = prepare(("six", "idna"), tmp_path)
     assert other.python != built.python
     assert subprocess.run([built.python, "-c", "import yaml"], capture_output=True).returncode != 0
+
+
+def test_shm_ephemeral_storage_gpu_selectors_and_config_map_datasets_become_the_model() -> None:
+    valid = run(runtime={"shmSize": "2Gi", "ephemeralStorage": "20Gi"},
+                resources={"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3", "gpuMemory": "40Gi"},
+                datasets=[{"name": "labels", "configMap": {"name": "label-map"}, "path": "labels"}])
+    spec = run_spec_from_dict(valid["spec"])
+    assert spec.runtime == Runtime(shm_size="2Gi", ephemeral_storage="20Gi")
+    assert (spec.resources.gpu_type, spec.resources.gpu_memory) == ("NVIDIA-H100-80GB-HBM3", "40Gi")
+    assert spec.datasets == (Dataset(name="labels", mount_path="/mnt/datasets/labels", config_map="label-map",
+                                     path="labels"),)
+    # Absent, nothing changes: today's defaults hold.
+    bare = run_spec_from_dict(run()["spec"])
+    assert bare.runtime.shm_size is None and bare.runtime.ephemeral_storage is None
+    assert bare.resources.gpu_type is None and bare.resources.gpu_memory is None
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"runtime": {"shmSize": "0"}}, "spec.runtime.shmSize: runtime.shmSize must be a positive quantity"),
+    ({"runtime": {"shmSize": "lots"}}, "spec.runtime.shmSize: runtime.shmSize must be a positive quantity"),
+    ({"runtime": {"shmSize": "2Ei"}}, "spec.runtime.shmSize: '2Ei' is out of range: must be from 1Mi to 1Ti"),
+    ({"runtime": {"ephemeralStorage": "-1Gi"}},
+     "spec.runtime.ephemeralStorage: runtime.ephemeralStorage must be a positive quantity"),
+    ({"runtime": {"ephemeralStorage": "100"}},
+     "spec.runtime.ephemeralStorage: '100' is out of range: must be from 1Mi to 1Pi"),
+    ({"resources": {"gpuType": "NVIDIA-A100"}},
+     "spec.resources.gpuType: resources.gpuType selects a GPU model, so it needs resources.gpus greater than zero"),
+    ({"resources": {"gpus": 0, "gpuMemory": "40Gi"}},
+     "spec.resources.gpuMemory: resources.gpuMemory selects GPUs by memory, so it needs resources.gpus"),
+    ({"resources": {"gpus": 1, "gpuMemory": "forty"}},
+     "spec.resources.gpuMemory: resources.gpuMemory must be a positive quantity"),
+    ({"resources": {"gpus": 1, "gpuType": "NVIDIA H100"}}, "spec.resources.gpuType: must match"),
+])
+def test_bad_storage_and_gpu_selectors_name_the_field(spec: dict[str, Any], message: str) -> None:
+    assert message in problems(**spec)
+
+
+def test_gpu_selectors_locally_are_a_notice_never_a_failure() -> None:
+    resources = run_spec_from_dict(run(resources={"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3",
+                                                  "gpuMemory": "80Gi"})["spec"]).resources
+    found = gpus.parse("NVIDIA H100 80GB HBM3, 81559\nNVIDIA A10G, 23028\n")
+    assert found == [gpus.Gpu("NVIDIA-H100-80GB-HBM3", 81559), gpus.Gpu("NVIDIA-A10G", 23028)]
+    assert gpus.notice(dataclasses.replace(resources, gpu_memory="79Gi"), found[:1], None) is None
+    # 80Gi is 81920 MiB, and an 80 GB H100 reports 81559 (as the node label does in a cluster).
+    text = gpus.notice(resources, found[:1], None)
+    assert text is not None and "they have at most 81559 MiB (less than 81920 MiB)" in text
+    text = gpus.notice(resources, found[1:], None)
+    assert text is not None and "its GPUs are NVIDIA-A10G" in text and "at most 23028 MiB (less than 81920" in text
+    text = gpus.notice(resources, [], "nvidia-smi not found")
+    assert text == ("spec.resources gpuType=NVIDIA-H100-80GB-HBM3 and gpuMemory=80Gi select GPU nodes in a cluster; "
+                    "this machine has no GPU (nvidia-smi not found), so they are ignored here and the nodes run "
+                    "without one")
+    assert gpus.notice(run_spec_from_dict(run()["spec"]).resources, [], "nvidia-smi not found") is None

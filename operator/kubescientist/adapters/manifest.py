@@ -40,8 +40,12 @@ INT64 = (-(2**63), 2**63 - 1)
 QUANTITY_RANGES: dict[tuple[str, str], tuple[decimal.Decimal, decimal.Decimal, str, str]] = {
     ("resources", "memory"): (decimal.Decimal(2**20), decimal.Decimal(2**50), "1Mi", "1Pi"),
     ("resources", "cpu"): (decimal.Decimal("0.001"), decimal.Decimal(4096), "1m", "4096"),
+    ("resources", "gpuMemory"): (decimal.Decimal(2**20), decimal.Decimal(2**40), "1Mi", "1Ti"),
+    ("runtime", "shmSize"): (decimal.Decimal(2**20), decimal.Decimal(2**40), "1Mi", "1Ti"),
+    ("runtime", "ephemeralStorage"): (decimal.Decimal(2**20), decimal.Decimal(2**50), "1Mi", "1Pi"),
 }
-"""Sane bounds of the quantities the local runner turns into limits: memory 1Mi..1Pi, CPU 1m..4096."""
+"""Sane bounds of the quantities that become limits and selectors: memory 1Mi..1Pi, CPU 1m..4096, memory
+per GPU and /dev/shm 1Mi..1Ti, disk 1Mi..1Pi."""
 
 
 class ManifestError(Exception):

@@ -45,3 +45,10 @@ def parse_quantity(text: str | int | float) -> decimal.Decimal:
     if not value.is_finite() or value < 0:
         raise ValueError(f"{text!r} is not a non-negative quantity")
     return value
+
+
+def mebibytes_up(text: str | int | float) -> int:
+    """A quantity in whole MiB, rounded up (``40Gi`` is 40960; ``1G`` is 954)."""
+    value = parse_quantity(text)
+    whole, rest = divmod(value, 2**20)
+    return int(whole) + (1 if rest else 0)

@@ -107,6 +107,10 @@ class Resources:
     """Wall-clock limit of one node's program, enforced outside the program."""
     network: bool = False
     """Whether a node's program may use the network; locally False means loopback only."""
+    gpu_type: str | None = None
+    """The GPU model (node label ``nvidia.com/gpu.product``) node pods need; None means any."""
+    gpu_memory: str | None = None
+    """Least memory per GPU (node label ``nvidia.com/gpu.memory``, in MiB), as a quantity; None means any."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +155,10 @@ class Runtime:
     """Python requirements beyond the template's requirements.txt."""
     env: tuple[tuple[str, str], ...] = ()
     """Plain ``(name, value)`` environment variables of the node programs."""
+    shm_size: str | None = None
+    """Size of the programs' /dev/shm (memory), as a quantity; None keeps the default of each place."""
+    ephemeral_storage: str | None = None
+    """Disk a program may fill (work dir and /tmp), as a quantity; None keeps the default (2Gi locally)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +171,8 @@ class Dataset:
     """A PersistentVolumeClaim of the run's namespace (in-cluster)."""
     s3_uri: str | None = None
     """``s3://bucket/prefix`` of the run's object store, fetched into the pod (in-cluster)."""
+    config_map: str | None = None
+    """A ConfigMap of the run's namespace, each key a file (in-cluster)."""
     max_bytes: str = "10Gi"
     """Most bytes an ``s3_uri`` dataset may fetch, as a quantity."""
     path: str | None = None
@@ -270,6 +280,7 @@ def run_spec_from_dict(spec: Mapping[str, Any]) -> RunSpec:
             memory=str(resources.get("memory", "4Gi")),
             deadline_seconds=int(resources.get("deadlineSeconds", 600)),
             network=bool(resources.get("network", False)),
+            gpu_type=_text(resources.get("gpuType")), gpu_memory=_text(resources.get("gpuMemory")),
         ),
         seeds=int(spec.get("seeds", 3)),
         budget=Budget(wall_clock_seconds=budget.get("wallClockSeconds"),
@@ -325,14 +336,20 @@ def llm_settings(llm: Mapping[str, Any]) -> LLMSettings:
 def _runtime(runtime: Mapping[str, Any]) -> Runtime:
     return Runtime(image=runtime.get("image"), image_pull_policy=runtime.get("imagePullPolicy"),
                    requirements=tuple(str(r) for r in runtime.get("requirements", ())),
-                   env=tuple((str(e["name"]), str(e["value"])) for e in runtime.get("env", ())))
+                   env=tuple((str(e["name"]), str(e["value"])) for e in runtime.get("env", ())),
+                   shm_size=_text(runtime.get("shmSize")), ephemeral_storage=_text(runtime.get("ephemeralStorage")))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _dataset(entry: Mapping[str, Any]) -> Dataset:
     s3 = entry.get("s3") or {}
     return Dataset(name=entry["name"], mount_path=entry.get("mountPath") or f"{DATASETS_ROOT}/{entry['name']}",
                    claim_name=(entry.get("persistentVolumeClaim") or {}).get("claimName"), s3_uri=s3.get("uri"),
-                   max_bytes=str(s3.get("maxSize", "10Gi")), path=entry.get("path"))
+                   config_map=(entry.get("configMap") or {}).get("name"), max_bytes=str(s3.get("maxSize", "10Gi")),
+                   path=entry.get("path"))
 
 
 def spec_problems(spec: Mapping[str, Any]) -> list[str]:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from kubescientist.core.quantity import parse_quantity
+from kubescientist.core.quantity import mebibytes_up, parse_quantity
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -39,3 +39,10 @@ def test_bad_quantities_raise_value_error_naming_the_text(text: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_quantity(text)
     assert repr(text) in str(info.value)
+
+
+@pytest.mark.parametrize("text, mib", [("40Gi", 40960), ("1Mi", 1), ("1", 1), ("1G", 954), ("81559Mi", 81559),
+                                       ("1.5Mi", 2)])
+def test_mebibytes_round_up(text: str, mib: int) -> None:
+    # A minimum of GPU memory: rounding down would accept a GPU with less than asked for.
+    assert mebibytes_up(text) == mib

@@ -93,6 +93,31 @@ def test_scheduling_passes_through() -> None:
     assert not {"nodeSelector", "tolerations", "priorityClassName"} & set(bare)
 
 
+def test_gpu_type_and_memory_are_a_required_node_affinity_of_node_pods_only() -> None:
+    run = spec(resources={"gpus": 1, "gpuType": "NVIDIA-H100-80GB-HBM3", "gpuMemory": "40Gi"},
+               nodeSelector={"pool": "gpu"})
+    pod = job(run)["spec"]["template"]["spec"]
+    assert pod["affinity"] == {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]},
+            # At least 40960 MiB: Gt is strict.
+            {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["40959"]}]}]}}}
+    assert pod["nodeSelector"] == {"pool": "gpu"}
+    # A decimal quantity rounds up to whole MiB: 40G is 38146.97 MiB, so at least 38147.
+    memory_only = job(spec(resources={"gpus": 1, "gpuMemory": "40G"}))["spec"]["template"]["spec"]["affinity"]
+    (term,) = memory_only["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["38146"]}]
+    assert "affinity" not in job(spec(resources={"gpus": 1}))["spec"]["template"]["spec"]
+    publish = manifests.publish_job("demo", "ns", manifests.run_owner("demo", "u"), run, "review", Settings(),
+                                    "https://records", {})
+    assert "affinity" not in publish["spec"]["template"]["spec"]
+    # The ExperimentNode records them, and its CRD accepts them.
+    node_obj = manifests.experiment_node("demo", "ns", manifests.run_owner("demo", "u"), run,
+                                         node(variant="momentum"), "sha256:" + "ab" * 32, "s3://b/c")
+    resources = validate_object("ExperimentNode", node_obj)["spec"]["resources"]
+    assert (resources["gpuType"], resources["gpuMemory"]) == ("NVIDIA-H100-80GB-HBM3", "40Gi")
+
+
 def test_experiment_node_is_valid_against_its_crd() -> None:
     obj = manifests.experiment_node("demo", "ns", manifests.run_owner("demo", "run-uid"), spec(), node(variant="v1"),
                                     "sha256:" + "ab" * 32, "s3://b/code/ab.tar.gz")

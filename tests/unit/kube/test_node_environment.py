@@ -1,4 +1,5 @@
-"""spec.runtime and spec.datasets in node Jobs: image, variables, read-only dataset volumes; a missing claim stalls."""
+"""spec.runtime and spec.datasets in node Jobs: image, variables, /dev/shm, disk, read-only dataset volumes; a
+missing claim or ConfigMap stalls."""
 
 from __future__ import annotations
 
@@ -117,3 +118,67 @@ def test_image_lacking_a_requirement_fails_the_run_with_no_buggy_node_and_no_ret
     assert list(cluster.jobs()) == [job_name]  # not retried, nothing debugged
     nodes = cluster.kube.of("experimentnodes")
     assert [n["status"]["phase"] for n in nodes.values()] == ["Failed"]
+
+
+def test_shm_size_is_a_memory_volume_at_dev_shm_and_the_runtimes_shm() -> None:
+    run = spec(runtime={"shmSize": "2Gi"})
+    pod = pod_of(node_environment.apply(job(run), run, Settings(), {}))
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
+    container = pod["containers"][0]
+    assert {"name": "shm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    args = container["args"]
+    assert args[args.index("--shm-bytes") + 1] == str(2 << 30)
+    # Without it, the container runtime's /dev/shm as before.
+    bare = pod_of(node_environment.apply(job(spec()), spec(), Settings(), {}))
+    assert "shm" not in {v["name"] for v in bare["volumes"]} and "--shm-bytes" not in bare["containers"][0]["args"]
+
+
+def test_ephemeral_storage_sizes_the_container_its_scratch_and_the_runtimes_quota() -> None:
+    run = spec(runtime={"ephemeralStorage": "20Gi"})
+    pod = pod_of(node_environment.apply(job(run), run, Settings(), {}))
+    container = pod["containers"][0]
+    assert container["resources"]["requests"]["ephemeral-storage"] == "20Gi"
+    assert container["resources"]["limits"]["ephemeral-storage"] == "20Gi"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["work"]["emptyDir"] == {"sizeLimit": "20Gi"} and volumes["tmp"]["emptyDir"] == {"sizeLimit": "20Gi"}
+    args = container["args"]
+    assert args[args.index("--max-disk-bytes") + 1] == str(20 << 30)
+    bare = pod_of(node_environment.apply(job(spec()), spec(), Settings(), {}))
+    assert "ephemeral-storage" not in bare["containers"][0]["resources"]["limits"]
+    assert all(v["emptyDir"] == {} for v in bare["volumes"]) and "--max-disk-bytes" not in bare["containers"][0]["args"]
+
+
+def test_ephemeral_storage_limit_leaves_room_for_fetched_datasets() -> None:
+    # The kubelet counts the dataset emptyDir against the pod's limit; the program's quota stays 20Gi.
+    run = spec(runtime={"ephemeralStorage": "20Gi"}, datasets=DATASETS)
+    pod = pod_of(node_environment.apply(job(run), run, Settings(), OBJECTS))
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["ephemeral-storage"] == str((20 << 30) + (1 << 30))
+    assert {v["name"]: v for v in pod["volumes"]}["work"]["emptyDir"] == {"sizeLimit": "20Gi"}
+    assert container["args"][container["args"].index("--max-disk-bytes") + 1] == str(20 << 30)
+
+
+def test_config_map_dataset_is_a_read_only_volume() -> None:
+    run = spec(datasets=[{"name": "labels", "configMap": {"name": "label-map"}, "mountPath": "/mnt/labels"}])
+    pod = pod_of(node_environment.apply(job(run), run, Settings(), {}))
+    assert {"name": "dataset-labels", "configMap": {"name": "label-map"}} in pod["volumes"]
+    container = pod["containers"][0]
+    assert {"name": "dataset-labels", "mountPath": "/mnt/labels", "readOnly": True} in container["volumeMounts"]
+    args = container["args"]
+    assert args[args.index("--dataset") + 1] == "/mnt/labels" and "initContainers" not in pod
+
+
+def test_missing_config_map_stalls_the_run_naming_it_and_creating_it_lets_the_run_go_on() -> None:
+    cluster = Cluster(spec={"datasets": [{"name": "labels", "configMap": {"name": "label-map"}}]})
+    reconciler = operator(cluster)
+    reconcile(reconciler, cluster)
+    stalled = {c["type"]: c for c in cluster.run["status"]["conditions"]}["Stalled"]
+    assert stalled["status"] == "True"
+    assert "spec.datasets[0] (labels): ConfigMap 'label-map' not found in namespace ns" in stalled["message"]
+    assert not cluster.jobs()
+    cluster.kube.put("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "label-map", "namespace": "ns"}, "data": {"a.txt": "1"}})
+    reconcile(reconciler, cluster)
+    assert cluster.run["status"]["phase"] == "Searching"
+    (created,) = cluster.jobs().values()
+    assert {"name": "dataset-labels", "configMap": {"name": "label-map"}} in pod_of(created)["volumes"]

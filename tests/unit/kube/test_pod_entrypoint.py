@@ -211,3 +211,38 @@ def test_requirements_the_image_holds_let_the_node_run(bucket: tuple[str, dict[s
                             "--requirement", "psutil")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(message)["status"] == "succeeded"
+
+
+def test_the_pod_runtime_takes_its_disk_quota_and_shm_from_the_node_jobs_arguments(
+        bucket: tuple[str, dict[str, bytes]], tmp_path: Path) -> None:
+    # The arguments come from the node Job the operator builds for spec.runtime.ephemeralStorage and shmSize.
+    from test_manifests import job, spec
+
+    from kubescientist.adapters.kube import node_environment
+    from kubescientist.adapters.kube.config import Settings
+
+    run = spec(runtime={"ephemeralStorage": "16Mi", "shmSize": "8Mi"})
+    args = node_environment.apply(job(run), run, Settings(), {})["spec"]["template"]["spec"]["containers"][0]["args"]
+    sizes = [arg for flag in ("--max-disk-bytes", "--shm-bytes") for arg in (flag, args[args.index(flag) + 1])]
+    assert sizes == ["--max-disk-bytes", str(16 << 20), "--shm-bytes", str(8 << 20)]
+    code = tmp_path / "fill"
+    shutil.copytree(TEMPLATE, code)
+    (code / "train.py").write_text(
+        "import os, time\n"
+        "st = os.statvfs('/dev/shm')\n"
+        "print('shm', st.f_blocks * st.f_frsize, flush=True)\n"
+        "with open('fill.bin', 'wb') as f:\n"
+        "    for _ in range(24):\n"
+        "        f.write(os.urandom(1 << 20)); f.flush()\n"
+        "time.sleep(3)\n")
+    base, objects = bucket
+    objects["/code.tar.gz"] = pod.pack(code)
+    proc, message = run_pod(tmp_path, "--code-url", f"{base}/code.tar.gz", "--config-json", '{"seed": 0}',
+                            "--deadline", "30", *sizes, f"--put-url=stdout.txt={base}/out/stdout.txt",
+                            f"--put-url=result.json={base}/out/result.json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(message)
+    assert report["status"] == "killed"
+    assert report["buggyReason"] == f"wrote more than {16 << 20} bytes to disk (work dir and /tmp)"
+    if json.loads(objects["/out/result.json"])["protections"]["namespaces"]:  # else the pod's own /dev/shm
+        assert f"shm {8 << 20}" in objects["/out/stdout.txt"].decode()

@@ -16,12 +16,17 @@ from typing import Any
 from kubescientist.adapters.kube import naming
 from kubescientist.adapters.kube.config import Settings
 from kubescientist.core.journal import Node
+from kubescientist.core.quantity import mebibytes_up
 from kubescientist.core.spec import RunSpec
 
 WORK_DIR = '/work'
 TMP_DIR = '/tmp'
 CONTAINER = 'node'
 GPU_RESOURCE = 'nvidia.com/gpu'
+GPU_PRODUCT_LABEL = 'nvidia.com/gpu.product'
+"""The GPU model of a node, as NVIDIA GPU feature discovery labels it (e.g. NVIDIA-H100-80GB-HBM3)."""
+GPU_MEMORY_LABEL = 'nvidia.com/gpu.memory'
+"""Memory per GPU of a node in MiB, as NVIDIA GPU feature discovery labels it (e.g. 81559)."""
 REASON_CHARS = 2000
 """ExperimentNode spec.reason is at most 2000 characters."""
 
@@ -72,6 +77,10 @@ def experiment_node(run: str, namespace: str, owner: Owner, spec: RunSpec, node:
         'resources': {'gpus': spec.resources.gpus, 'cpu': spec.resources.cpu, 'memory': spec.resources.memory,
                       'deadlineSeconds': spec.resources.deadline_seconds},
     }
+    if spec.resources.gpu_type is not None:
+        body['resources']['gpuType'] = spec.resources.gpu_type
+    if spec.resources.gpu_memory is not None:
+        body['resources']['gpuMemory'] = spec.resources.gpu_memory
     if node.parent is not None:
         body['parent'] = naming.node_name(run, node.parent)
     return {
@@ -103,6 +112,26 @@ def _scheduling(spec: RunSpec) -> dict[str, Any]:
     if raw.get('priorityClassName'):
         out['priorityClassName'] = str(raw['priorityClassName'])
     return out
+
+
+def gpu_affinity(spec: RunSpec) -> dict[str, Any] | None:
+    """The required node affinity of ``resources.gpuType`` and ``gpuMemory``, or None without them.
+
+    Node affinity rather than nodeSelector: a nodeSelector matches only equal values, and the memory is a
+    minimum (``Gt`` on the MiB label, one below the least acceptable). Both go in one term, so a node must
+    satisfy both; the run's own nodeSelector still applies on top.
+    """
+    res = spec.resources
+    expressions = []
+    if res.gpu_type is not None:
+        expressions.append({'key': GPU_PRODUCT_LABEL, 'operator': 'In', 'values': [res.gpu_type]})
+    if res.gpu_memory is not None:
+        expressions.append({'key': GPU_MEMORY_LABEL, 'operator': 'Gt',
+                            'values': [str(mebibytes_up(res.gpu_memory) - 1)]})
+    if not expressions:
+        return None
+    return {'nodeAffinity': {'requiredDuringSchedulingIgnoredDuringExecution': {
+        'nodeSelectorTerms': [{'matchExpressions': expressions}]}}}
 
 
 def _job(name: str, namespace: str, owner: Owner, labels: Mapping[str, str], spec: RunSpec,
@@ -171,11 +200,15 @@ def node_job(run: str, namespace: str, owner: Owner, spec: RunSpec, node: Node, 
     args += [f'--program-arg={arg}' for arg in (spec.template.args if spec.template is not None else ())]
     for name, url in put_urls.items():
         args += ['--put-url', f'{name}={url}']
-    return _job(naming.job_name(run, node.id, attempt), namespace, owner,
-                naming.child_labels(run, 'node', node.id, attempt), spec, settings, settings.node_image, args,
-                {'requests': quantities, 'limits': limits}, res.deadline_seconds + settings.deadline_margin_seconds,
-                {**_env(), 'KUBESCIENTIST_NODE': naming.node_name(run, node.id)},
-                {'kubescientist.io/code-hash': code_hash})
+    job = _job(naming.job_name(run, node.id, attempt), namespace, owner,
+               naming.child_labels(run, 'node', node.id, attempt), spec, settings, settings.node_image, args,
+               {'requests': quantities, 'limits': limits}, res.deadline_seconds + settings.deadline_margin_seconds,
+               {**_env(), 'KUBESCIENTIST_NODE': naming.node_name(run, node.id)},
+               {'kubescientist.io/code-hash': code_hash})
+    affinity = gpu_affinity(spec)
+    if affinity is not None:  # node pods only: writeup and review Jobs need no GPU
+        job['spec']['template']['spec']['affinity'] = affinity
+    return job
 
 
 def publish_job(run: str, namespace: str, owner: Owner, spec: RunSpec, role: str, settings: Settings,

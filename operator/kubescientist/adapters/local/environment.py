@@ -22,6 +22,9 @@ import subprocess
 import sys
 import time
 
+from experiment_runtime.limits import max_file_bytes_for
+from kubescientist.adapters.local import gpus
+from kubescientist.core.quantity import parse_quantity
 from kubescientist.core.spec import RunSpec
 
 REQUIREMENTS_FILE = "requirements.txt"
@@ -142,10 +145,12 @@ def _normalise(text: str) -> str:
 
 
 def node_args(spec: RunSpec, template_root: pathlib.Path | None, manifest_dir: pathlib.Path) -> list[str]:
-    """The ``run-node`` arguments that give every node of the run its packages, variables and datasets.
+    """The ``run-node`` arguments that give every node of the run its packages, variables, disk, /dev/shm and
+    datasets.
 
-    Builds (or finds) the run's virtualenv; prints where it is and how long that took. Raises
-    RequirementsError for requirements that cannot be installed and for a dataset with no local folder.
+    Builds (or finds) the run's virtualenv; prints where it is and how long that took, and a notice when
+    GPU selectors cannot hold here. Raises RequirementsError for requirements that cannot be installed and
+    for a dataset with no local folder.
     """
     env = prepare(read_requirements(template_root, spec.runtime.requirements))
     args = ["--python", env.python]
@@ -155,9 +160,13 @@ def node_args(spec: RunSpec, template_root: pathlib.Path | None, manifest_dir: p
               f"({', '.join(env.requirements)}) in {env.seconds:.2f}s", file=sys.stderr)
     for name, value in spec.runtime.env:
         args += ["--env", f"{name}={value}"]
+    args += storage_args(spec)
+    if spec.resources.gpu_type is not None or spec.resources.gpu_memory is not None:
+        if (text := gpus.notice(spec.resources, *gpus.local_gpus())) is not None:
+            print(f"notice: {text}", file=sys.stderr)
     for index, dataset in enumerate(spec.datasets):
         if dataset.path is None:
-            kind = "persistentVolumeClaim" if dataset.claim_name else "s3"
+            kind = "persistentVolumeClaim" if dataset.claim_name else "configMap" if dataset.config_map else "s3"
             raise RequirementsError(f"spec.datasets[{index}] ({dataset.name}): a {kind} dataset exists only in a "
                                     "cluster; set its path to a local folder holding the data to run locally")
         folder = (manifest_dir / dataset.path).resolve()
@@ -167,4 +176,18 @@ def node_args(spec: RunSpec, template_root: pathlib.Path | None, manifest_dir: p
     return args
 
 
-__all__ = ["RequirementsError", "RunEnvironment", "cache_root", "node_args", "prepare", "read_requirements"]
+def storage_args(spec: RunSpec) -> list[str]:
+    """``spec.runtime.ephemeralStorage`` as the node's disk quota (its scratch size, and a file size limit no
+    smaller, as in a pod) and ``shmSize`` as the size of its own /dev/shm; none when absent (the runtime's
+    defaults: 2 GiB, /dev/shm inside it)."""
+    runtime, args = spec.runtime, []
+    if runtime.ephemeral_storage is not None:
+        disk = int(parse_quantity(runtime.ephemeral_storage))
+        args += ["--max-disk-bytes", str(disk), "--max-file-bytes", str(max_file_bytes_for(disk))]
+    if runtime.shm_size is not None:
+        args += ["--shm-bytes", str(int(parse_quantity(runtime.shm_size)))]
+    return args
+
+
+__all__ = ["RequirementsError", "RunEnvironment", "cache_root", "node_args", "prepare", "read_requirements",
+           "storage_args"]
