@@ -12,10 +12,10 @@ big, run at once. Printed:
 - operator RSS with the runs' ExperimentNodes, and after ExperimentNodes are added up to ``--total-nodes``
   (objects the operator indexes and must keep in memory; they belong to no live run);
 - API writes per node: the operator's own count (``kubescientist_kubernetes_api_writes_total``) divided by
-  the ExperimentNodes its runs created;
+  the ExperimentNodes its runs created, in all and by verb and resource;
 - the operator's reconcile pass durations (p50/p95 from its histogram) and its CPU seconds.
 
-    python benchmarks/operator_scale.py [--runs 18] [--parallelism 12] [--nodes 56] [--gpu-nodes 100]
+    python benchmarks/operator_scale.py [--runs 20] [--parallelism 12] [--nodes 56] [--gpu-nodes 100]
                                         [--run-seconds 5] [--total-nodes 10000]
 
 Needs the control-plane binaries (tests/e2e/cluster/build.sh, cached under ~/.cache/kubescientist/bin).
@@ -259,7 +259,7 @@ def add_idle_nodes(namespace: str, count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=18)
+    parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--parallelism", type=int, default=12)
     parser.add_argument("--nodes", type=int, default=56, help="nodes per run (its maxTotalNodes)")
     parser.add_argument("--gpu-nodes", type=int, default=100)
