@@ -4,6 +4,7 @@ come from the template's manifest and from the run."""
 
 from __future__ import annotations
 
+import array
 import json
 from pathlib import Path
 
@@ -18,30 +19,28 @@ CONFIG = {"seed": 3, "params": {}, "variant": None, "ablation": None}
 
 # A v1 experiment that needs `--device cpu` and reads data files kept beside it.
 V1_WITH_DATA = """
-import argparse, json, os
-import numpy as np
+import argparse, array, json, os
 parser = argparse.ArgumentParser()
 parser.add_argument("--out_dir", required=True)
 parser.add_argument("--device", required=True, choices=["cpu", "cuda"])
 parser.add_argument("--epochs", type=int, default=1)
 args = parser.parse_args()
 rows = [line.split(",") for line in open("data/train.csv").read().split()[1:]]
-weights = np.load("weights.npy")
+weights = array.array("d", open("weights.bin", "rb").read())
 text = open("input.txt").read()
 os.makedirs(args.out_dir, exist_ok=True)
-info = {"toy": {"means": {"rows": len(rows), "weight_sum": float(weights.sum()), "chars": len(text),
+info = {"toy": {"means": {"rows": len(rows), "weight_sum": sum(weights), "chars": len(text),
                           "epochs": args.epochs, "device": args.device}}}
 json.dump(info, open(os.path.join(args.out_dir, "final_info.json"), "w"))
 """
 
 
 def v1_with_data(root: Path) -> Path:
-    np = pytest.importorskip("numpy")
     code = root / "v1"
     (code / "data").mkdir(parents=True)
     (code / "experiment.py").write_text(V1_WITH_DATA)
     (code / "data" / "train.csv").write_text("x,y\n1,2\n3,4\n5,6\n")
-    np.save(code / "weights.npy", np.arange(4.0))
+    (code / "weights.bin").write_bytes(array.array("d", [0.0, 1.0, 2.0, 3.0]).tobytes())
     (code / "input.txt").write_text("to be or not to be\n")
     return code
 
