@@ -308,6 +308,7 @@ class Simulation:
         m.budget_usage("lab", "busy", "cost", 3.0, 20.0)
         m.run_nodes_counted("lab", "busy", {"total": 3, "pending": 0, "running": 1, "succeeded": 1, "buggy": 1,
                                             "failed": 0})
+        m.nodes_waiting("lab", "busy", 2)
         m.campaign_observed("lab", "grokking", {"running": 1, "succeeded": 2, "failed": 1}, 42000, 0.84, 5400.0)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)

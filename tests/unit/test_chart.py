@@ -403,6 +403,7 @@ def metric_families() -> set[str]:
     registry = operator_metrics.Metrics()
     registry.run_phase_changed("ns", "r", "Searching")
     registry.run_nodes_counted("ns", "r", {"running": 1})
+    registry.nodes_waiting("ns", "r", 1)
     registry.best_metric("ns", "r", "m", 1.0)
     registry.budget_usage("ns", "r", "nodes", 1, 2)
     registry.node_finished("initial", "draft", "Failed", 1.0)

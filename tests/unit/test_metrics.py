@@ -52,6 +52,7 @@ def simulate(metrics: m.Metrics) -> None:
     metrics.node_finished('initial', 'draft', 'Buggy', 0.7, namespace='ns', run='r1')
     metrics.reaction_latency(0.4)
     metrics.best_metric('ns', 'r1', 'val_r2', 0.93)
+    metrics.nodes_waiting('ns', 'r1', 2)
     metrics.gpu_seconds('ns', 25.0)
     metrics.budget_usage('ns', 'r1', 'nodes', 3, 10)
     metrics.llm_usage('code', 'gpt-4o', 1200, 300, 0.006)
@@ -68,7 +69,7 @@ def test_every_metric_name_follows_the_conventions() -> None:
     ours = {name: f for name, f in families.items() if name.startswith('kubescientist_')}
     assert set(ours) == {
         'kubescientist_build_info', 'kubescientist_runs', 'kubescientist_run_phase',
-        'kubescientist_run_last_progress_timestamp_seconds', 'kubescientist_run_nodes',
+        'kubescientist_run_last_progress_timestamp_seconds', 'kubescientist_run_nodes', 'kubescientist_run_nodes_waiting_for_admission',
         'kubescientist_run_best_objective', 'kubescientist_run_budget_usage_ratio', 'kubescientist_nodes_finished',
         'kubescientist_node_duration_seconds', 'kubescientist_reaction_latency_seconds', 'kubescientist_gpu_seconds',
         'kubescientist_llm_tokens', 'kubescientist_llm_cost_usd', 'kubescientist_llm_requests',

@@ -70,6 +70,8 @@ class _RunSeries:
     best: str | None = None
     """The objective metric's name in the best-objective series' ``metric`` label."""
     budgets: set[str] = dataclasses.field(default_factory=set)
+    queued: bool = False
+    """Whether the run goes through Kueue (its waiting-for-admission series exists)."""
 
 
 class Metrics:
@@ -100,6 +102,9 @@ class Metrics:
             "reset to the operator's start for runs found at start.", ['namespace', 'run'], registry=r)
         self.run_nodes = Gauge('kubescientist_run_nodes', "ExperimentNodes of each live run, by phase.",
                                ['namespace', 'run', 'phase'], registry=r)
+        self.run_waiting = Gauge('kubescientist_run_nodes_waiting_for_admission',
+                                 "Node Jobs of each live run with a queueName that Kueue has not admitted yet.",
+                                 ['namespace', 'run'], registry=r)
         self.run_best = Gauge('kubescientist_run_best_objective',
                               "The objective value of each live run's best node (label metric: its name).",
                               ['namespace', 'run', 'metric'], registry=r)
@@ -192,6 +197,12 @@ class Metrics:
                 self.run_nodes.labels(namespace, run, phase).set(value)
                 series.node_phases.add(phase)
 
+    def nodes_waiting(self, namespace: str, run: str, count: int) -> None:
+        """How many of a queued run's node Jobs wait for Kueue's admission (status.nodes.waitingForAdmission)."""
+        with self._lock:
+            self._series(namespace, run).queued = True
+            self.run_waiting.labels(namespace, run).set(count)
+
     def best_metric(self, namespace: str, run: str, metric: str, value: float) -> None:
         """The objective value of the run's best node (``metric``: spec.objective.metric)."""
         with self._lock:
@@ -227,6 +238,8 @@ class Metrics:
                 self.run_best.remove(namespace, run, series.best)
             for budget in series.budgets:
                 self.run_budget.remove(namespace, run, budget)
+            if series.queued:
+                self.run_waiting.remove(namespace, run)
             self.run_last_progress.remove(namespace, run)
             self._count_phases()
 
@@ -319,6 +332,7 @@ METRICS = Metrics()
 
 run_phase_changed = METRICS.run_phase_changed
 run_nodes_counted = METRICS.run_nodes_counted
+nodes_waiting = METRICS.nodes_waiting
 run_forgotten = METRICS.run_forgotten
 best_metric = METRICS.best_metric
 budget_usage = METRICS.budget_usage

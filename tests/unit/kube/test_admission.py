@@ -80,6 +80,7 @@ def test_a_queued_run_counts_its_waiting_nodes_with_kueues_message_until_admitte
     node = cluster.kube.of(naming.NODES)["demo-n0000"]["status"]
     assert node["phase"] == "Pending" and node["message"].endswith(NO_GPUS)
     assert cluster.kube.lists.count("workloads") == 1  # one list per pass, not one get per node
+    assert waiting_gauge() == 1
 
     # Admitted: Kueue unsuspends the Job; nothing waits, and no Workload is listed any more.
     job["spec"]["suspend"] = False
@@ -90,6 +91,13 @@ def test_a_queued_run_counts_its_waiting_nodes_with_kueues_message_until_admitte
     queued = next(c for c in status["conditions"] if c["type"] == "Queued")
     assert queued["status"] == "False" and queued["reason"] == "NoneWaiting"
     assert "workloads" not in cluster.kube.lists
+    assert waiting_gauge() == 0
+
+
+def waiting_gauge() -> float | None:
+    from kubescientist.adapters import metrics
+    return metrics.METRICS.registry.get_sample_value("kubescientist_run_nodes_waiting_for_admission",
+                                                     {"namespace": "ns", "run": "demo"})
 
 
 def test_without_kueues_api_a_queued_node_waits_with_a_generic_message() -> None:

@@ -174,7 +174,7 @@ class Reconciler:
                      *self._event_writes(run, state, step), *self._expiry_writes(run, state, step),
                      *self._run_status_writes(run, view, state.run_status or previous, generation, now, state)])
         phase, _ = statuses.run_phase(view)
-        self._observe(namespace, name, state, phase, now)
+        self._observe(namespace, name, state, phase, now, view.waiting.count)
         return self.settings.idle_resync_seconds if phase in ('Succeeded', 'Failed') else self.settings.resync_seconds
 
     def _look(self, run: Mapping[str, Any], state: RunState, indexed: Sequence[Mapping[str, Any]],
@@ -217,11 +217,13 @@ class Reconciler:
             state.agent.save()  # LLM calls that changed no journal entry (a stage goal not met) still cost
 
     def _observe(self, namespace: str, name: str, state: RunState, phase: metrics.RunPhase,
-                 now: datetime.datetime) -> None:
+                 now: datetime.datetime, waiting: int) -> None:
         """The run's gauges for Prometheus (idempotent: set from the state every pass)."""
         spec = state.spec
         metrics.run_phase_changed(namespace, name, phase)
         metrics.run_nodes_counted(namespace, name, node_counts(state.journal.nodes.values()))
+        if spec.raw.get('queueName'):
+            metrics.nodes_waiting(namespace, name, waiting)
         best = state.engine.best()
         if best is not None and best.metric is not None:
             metrics.best_metric(namespace, name, spec.objective.metric, best.metric)
