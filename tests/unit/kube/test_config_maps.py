@@ -10,7 +10,7 @@ from kube_fakes import FakeKube
 from test_manifests import spec
 
 from kubescientist.adapters.kube.agent import AgentProblem, resolve_idea
-from kubescientist.adapters.kube.clients import config_map_text
+from kubescientist.adapters.kube.clients import config_map_json, config_map_text
 
 
 def kube_with(data: dict[str, str]) -> FakeKube:
@@ -37,3 +37,16 @@ def test_a_runs_idea_from_a_config_map() -> None:
         resolve_idea(run, spec(idea={"configMapRef": {"name": "ideas", "key": "mine.json"}}), kube)
     with pytest.raises(AgentProblem, match=r"spec\.idea\.configMapRef: no ConfigMap other in namespace ns"):
         resolve_idea(run, spec(idea={"configMapRef": {"name": "other"}}), kube)
+
+
+def test_json_of_a_key_must_parse_and_have_the_shape_asked_for() -> None:
+    kube = kube_with({"ideas.json": '[{"Name": "a"}]', "idea.json": '{"Name": "a"}', "bad.json": "[1,"})
+    assert config_map_json(kube, "ns", "ideas", "ideas.json", "spec.ideas.configMapRef", ValueError, list) == [
+        {"Name": "a"}]
+    with pytest.raises(ValueError, match=r"^spec\.f: ConfigMap ideas key bad\.json is not JSON: "):
+        config_map_json(kube, "ns", "ideas", "bad.json", "spec.f", ValueError, list)
+    with pytest.raises(ValueError, match=r"^spec\.f: ConfigMap ideas key idea\.json must hold a JSON list$"):
+        config_map_json(kube, "ns", "ideas", "idea.json", "spec.f", ValueError, list)
+    with pytest.raises(AgentProblem, match=r"ConfigMap ideas key ideas\.json must hold one JSON object$"):
+        resolve_idea({"metadata": {"namespace": "ns", "name": "demo"}},
+                     spec(idea={"configMapRef": {"name": "ideas", "key": "ideas.json"}}), kube)

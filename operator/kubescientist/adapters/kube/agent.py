@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from experiment_runtime.pod import TransferError, unpack
-from kubescientist.adapters.kube.clients import Kube, config_map_text
+from kubescientist.adapters.kube.clients import Kube, config_map_json
 from kubescientist.adapters.kube.storage import Store, StorageError
 from kubescientist.adapters.llm import MAX_PLOT_BYTES, OUTPUT_TAIL_BYTES, AgentCalls, AgentStopped, llm_enabled
 from kubescientist.agent.config import KEY_ENV, KEY_FILE_ENV, from_settings
@@ -70,14 +70,8 @@ def resolve_idea(run: Mapping[str, Any], spec: RunSpec, kube: Kube) -> Idea:
         namespace = run['metadata']['namespace']
         name, key = spec.idea.config_map
         key = key or 'idea.json'
-        text = config_map_text(kube, namespace, name, key, 'spec.idea.configMapRef', AgentProblem)
-        try:
-            entry = json.loads(text)
-        except ValueError as err:
-            raise AgentProblem(f"spec.idea.configMapRef: ConfigMap {name} key {key} is not JSON: {err}") from None
-        if not isinstance(entry, dict):
-            raise AgentProblem(f"spec.idea.configMapRef: ConfigMap {name} key {key} must hold one JSON object")
-        return Idea.from_entry(entry)
+        return Idea.from_entry(config_map_json(kube, namespace, name, key, 'spec.idea.configMapRef', AgentProblem,
+                                               dict))
     if spec.idea.ideas_file is not None:
         path, name = spec.idea.ideas_file
         raise AgentProblem(f"spec.idea.ideasFile: the operator cannot read {path} (idea {name!r}) on the machine "

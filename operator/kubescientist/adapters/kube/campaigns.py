@@ -28,7 +28,7 @@ from kubescientist.adapters.campaign_manifest import run_template_problems
 from kubescientist.adapters.manifest import apply_defaults, crd_schema
 from kubescientist.adapters.kube import naming, persistence, statuses
 from kubescientist.adapters.kube.agent import AgentProblem, api_key, client_env
-from kubescientist.adapters.kube.clients import Kube, config_map_text
+from kubescientist.adapters.kube.clients import Kube, config_map_json, config_map_text
 from kubescientist.adapters.kube.manifests import Owner
 from kubescientist.agent.config import from_settings
 from kubescientist.agent.errors import AgentError
@@ -211,22 +211,16 @@ class CampaignReconciler:
             return list(spec.ideas)
         source = campaign['spec'].get('ideas') or {}
         if source.get('configMapRef'):
-            text = _config_map_text(self.kube, campaign, source['configMapRef'], 'ideas.json', 'spec.ideas.configMapRef')
-            field = 'spec.ideas.configMapRef'
+            ref, field = source['configMapRef'], 'spec.ideas.configMapRef'
+            key = ref.get('key') or 'ideas.json'
         else:
             ref = (spec.run_template.get('template') or {}).get('configMapRef')
             if not ref:
                 raise CampaignProblem("spec.ideas.seedIdeas: in a cluster the template must be a ConfigMap "
                                       "(runTemplate.template.configMapRef) holding seed_ideas.json")
-            text = _config_map_text(self.kube, campaign, {'name': ref['name'], 'key': 'seed_ideas.json'},
-                                    'seed_ideas.json', 'spec.ideas.seedIdeas')
-            field = 'spec.ideas.seedIdeas'
-        try:
-            entries = json.loads(text)
-        except ValueError as err:
-            raise CampaignProblem(f"{field}: not JSON ({err})") from None
-        if not isinstance(entries, list):
-            raise CampaignProblem(f"{field}: must be a JSON list of ideas")
+            key, field = 'seed_ideas.json', 'spec.ideas.seedIdeas'
+        entries = config_map_json(self.kube, campaign['metadata']['namespace'], ref.get('name', ''), key, field,
+                                  CampaignProblem, list)
         try:
             return ideas_from_entries(entries)
         except CampaignError as err:

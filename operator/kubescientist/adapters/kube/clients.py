@@ -73,6 +73,21 @@ def config_map_text(kube: Kube, namespace: str, name: str, key: str, field: str,
     return str(text)
 
 
+def config_map_json(kube: Kube, namespace: str, name: str, key: str, field: str,
+                    error: Callable[[str], Exception], shape: type[list[Any]] | type[dict[str, Any]]) -> Any:
+    """The JSON under ``key`` of the ConfigMap ``name``, which must be a list or an object (``shape``); what is
+    missing, not JSON or of another shape raises ``error(message)`` naming ``field``."""
+    text = config_map_text(kube, namespace, name, key, field, error)
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise error(f"{field}: ConfigMap {name} key {key} is not JSON: {err}") from None
+    if not isinstance(value, shape):
+        raise error(f"{field}: ConfigMap {name} key {key} must hold "
+                    f"{'a JSON list' if shape is list else 'one JSON object'}")
+    return value
+
+
 def _path(api_version: str, plural: str, namespace: str, name: str | None = None) -> str:
     base = f'/api/{api_version}' if '/' not in api_version else f'/apis/{api_version}'
     path = f'{base}/namespaces/{urllib.parse.quote(namespace)}/{plural}'
