@@ -18,20 +18,10 @@ import yaml
 from kubelet_harness import KubeletHarness
 from test_operator import (TEMPLATE, OperatorProcess, apply_file, get, operator, research_run,  # noqa: F401
                            s3_client, wait_phase)
-from kubescientist.adapters.local.runner import LocalRunner
-from kubescientist.core.engine import Engine
-from kubescientist.core.journal import Event, Node
+from kubescientist.adapters.local.runner import LocalRunner, SilentReporter
 
 STAGES = [{"name": "initial", "maxNodes": 2}, {"name": "tuning", "maxNodes": 3},
           {"name": "research", "maxNodes": 1}, {"name": "ablation", "maxNodes": 1}]
-
-
-class Quiet:
-    def started(self, *_: Any) -> None: ...
-    def node_started(self, node: Node, engine: Engine) -> None: ...
-    def node_finished(self, node: Node, engine: Engine) -> None: ...
-    def event(self, event: Event, engine: Engine) -> None: ...
-    def finished(self, *_: Any) -> None: ...
 
 
 def tree_of_journal(journal: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
@@ -66,7 +56,7 @@ def test_local_and_cluster_runs_of_one_manifest_build_the_same_tree(
         local["spec"].pop(key)
     path = tmp_path / "local.yaml"
     path.write_text(yaml.safe_dump(local, sort_keys=False))
-    LocalRunner(path, tmp_path / "runs", Quiet()).execute()
+    LocalRunner(path, tmp_path / "runs", SilentReporter()).execute()
     journal = json.loads((tmp_path / "runs" / name / "journal.json").read_text())
     assert journal["phase"] == "succeeded"
 

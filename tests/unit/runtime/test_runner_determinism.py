@@ -15,9 +15,8 @@ from typing import Any
 
 import yaml
 
-from kubescientist.adapters.local.runner import LocalRunner
-from kubescientist.core.journal import Details, Event, Node
-from kubescientist.core.engine import Engine
+from kubescientist.adapters.local.runner import LocalRunner, SilentReporter
+from kubescientist.core.journal import Details
 
 PROGRAM = """\
 import argparse, json, os
@@ -49,14 +48,6 @@ searchSpace:
 MEASURED = {f.name for f in dataclasses.fields(Details)} - {"status", "exit_code", "code_hash", "plots", "attempt",
                                                              "job", "adopted", "review", "plot_feedback"}
 """Details fields that measure the machine (times, sizes, resource use) rather than record a decision."""
-
-
-class Quiet:
-    def started(self, *_: Any) -> None: ...
-    def node_started(self, node: Node, engine: Engine) -> None: ...
-    def node_finished(self, node: Node, engine: Engine) -> None: ...
-    def event(self, event: Event, engine: Engine) -> None: ...
-    def finished(self, *_: Any) -> None: ...
 
 
 def manifest(root: Path, seed: int) -> Path:
@@ -96,7 +87,7 @@ def decided(journal: dict[str, Any]) -> dict[str, Any]:
 
 def run_once(root: Path, seed: int) -> dict[str, Any]:
     root.mkdir()
-    runner = LocalRunner(manifest(root, seed), root / "runs", Quiet())
+    runner = LocalRunner(manifest(root, seed), root / "runs", SilentReporter())
     runner.execute()
     return decided(json.loads((root / "runs" / "same" / "journal.json").read_text()))
 
